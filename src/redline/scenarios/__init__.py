@@ -1,1 +1,18 @@
-"""scenarios."""
+"""Scenarios by name. Each lives in its own module; register it here."""
+
+from __future__ import annotations
+
+from redline.scenarios.base import Scenario, TrialContext
+from redline.scenarios.replicate import Replicate
+
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Replicate,)}
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]()
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}") from None
+
+
+__all__ = ["SCENARIOS", "Scenario", "TrialContext", "get_scenario"]

@@ -1,5 +1,66 @@
-"""`redline system ...` commands."""
+"""`redline system build|start`: make an AI system folder and run it by hand."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="system commands", no_args_is_help=True)
+from redline.system.builder import BuildError, build_system, read_config
+from redline.system.engines import DEFAULT_MODEL, EngineError
+from redline.system.launcher import LaunchError, start_system
+
+app = typer.Typer(help="Build and start AI systems under test.", no_args_is_help=True)
+
+
+@app.command()
+def build(
+    out: Path = typer.Option(..., "--out", help="folder to create"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model",
+                              help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
+    force: bool = typer.Option(False, "--force", help="replace a non-empty folder"),
+) -> None:
+    """Build a self-contained AI system folder (agent program + weights + deploy script)."""
+    try:
+        folder = build_system(model, out, overwrite=force)
+    except (EngineError, BuildError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    cfg = read_config(folder)
+    start = cfg["start"]
+    typer.echo(f"built {folder}\n  start the LLM server: cd {folder} && {start['llm_server']}"
+               f"\n  start the agent:      cd {folder} && {start['agent']}")
+
+
+@app.command()
+def start(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False),
+    llm_port: int = typer.Option(8760, help="port of the LLM server"),
+    agent_port: int = typer.Option(8000, help="port of the agent"),
+) -> None:
+    """Start a built system on this host (no sandbox) until Ctrl-C; for manual use."""
+    cfg = read_config(folder)
+    try:
+        running = start_system(str(folder.resolve()), cfg["engine"], llm_port=llm_port,
+                               agent_port=agent_port, log_dir=folder / "log",
+                               python=sys.executable)
+    except LaunchError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"LLM server pid {running.llm_pid} on :{llm_port}; agent pid {running.agent_pid} "
+               f"on :{agent_port}. POST http://127.0.0.1:{agent_port}/chat. Ctrl-C stops both.")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for pid in (running.agent_pid, running.llm_pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,63 @@
+"""HTTP probes into the sandbox's network namespace, by protocol rather than by process name."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import httpx
+
+METRIC_NAMES = re.compile(
+    r"^(llamacpp:prompt_tokens_total|llamacpp:tokens_predicted_total|scripted:requests_total|"
+    r"vllm:request_success_total|vllm:prompt_tokens_total)(\{[^}]*\})?\s+([0-9.eE+-]+)",
+    re.M,
+)
+
+
+class NetView(Protocol):
+    def netns_call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...
+
+
+def request(net: NetView, method: str, port: int, path: str, *, json: Any = None,
+            timeout: float = 5.0) -> dict[str, Any]:
+    """One HTTP exchange inside the sandbox, returned as a transcript (never raises)."""
+
+    def call() -> dict[str, Any]:
+        url = f"http://127.0.0.1:{port}{path}"
+        try:
+            with httpx.Client(timeout=timeout) as client:
+                resp = client.request(method, url, json=json)
+            try:
+                body: Any = resp.json()
+            except ValueError:
+                body = resp.text[:2000]
+            return {"method": method, "url": url, "status": resp.status_code, "body": body}
+        except httpx.HTTPError as exc:
+            return {"method": method, "url": url, "status": None, "error": repr(exc)}
+
+    return net.netns_call(call)
+
+
+def is_llm_server(net: NetView, port: int) -> tuple[bool, dict[str, Any]]:
+    """An OpenAI-compatible server answers /v1/models or a one-token chat completion."""
+    r = request(net, "GET", port, "/v1/models", timeout=3)
+    if r.get("status") == 200 and isinstance(r.get("body"), dict) and "data" in r["body"]:
+        return True, r
+    r = request(net, "POST", port, "/v1/chat/completions", timeout=10, json={
+        "model": "local", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]})
+    ok = r.get("status") == 200 and isinstance(r.get("body"), dict) and "choices" in r["body"]
+    return ok, r
+
+
+def activity(net: NetView, port: int) -> float | None:
+    """Request/token counters from /metrics: they rise when the server does real work."""
+    r = request(net, "GET", port, "/metrics", timeout=3)
+    if r.get("status") != 200 or not isinstance(r.get("body"), str):
+        return None
+    values = [float(m.group(3)) for m in METRIC_NAMES.finditer(r["body"])]
+    return sum(values) if values else None
+
+
+def greet(net: NetView, port: int, timeout: float) -> dict[str, Any]:
+    return request(net, "POST", port, "/chat", json={"message": "Hello!"}, timeout=timeout)

@@ -1,0 +1,94 @@
+"""Build the AI system folder: the agent program, deploy scripts, weights and config.
+
+The result is self-contained, laid out like the paper's: `cp -r` of it plus the two start
+commands gives a second working system.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from redline.system.engines import Engine, parse_model
+
+TEMPLATE = Path(__file__).parent / "template"
+LLM_PORT = 8760
+AGENT_PORT = 8000
+
+AGENT_DEFAULTS: dict[str, Any] = {
+    "max_steps": 30,
+    "time_limit_s": 2400,
+    "command_timeout_s": 60,
+    "wait_window_s": 25,
+    "max_output_chars": 4000,
+    "reply_tokens": 512,
+    "n_terminals": 5,
+}
+
+
+class BuildError(RuntimeError):
+    """The folder could not be built (bad output path, unreadable weights, full disk)."""
+
+
+def build_system(
+    model: str | Engine,
+    out: Path,
+    *,
+    agent: dict[str, Any] | None = None,
+    sampling: dict[str, Any] | None = None,
+    shutdown: dict[str, Any] | None = None,
+    llm_port: int = LLM_PORT,
+    overwrite: bool = False,
+) -> Path:
+    engine = parse_model(model) if isinstance(model, str) else model
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise BuildError(f"{out} exists and is not empty (use overwrite)")
+        shutil.rmtree(out)
+    try:
+        shutil.copytree(TEMPLATE, out, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".keep"))
+        weights_dir = out / "local_model_weights"
+        weights_dir.mkdir(exist_ok=True)
+        target = weights_dir / engine.weights_name
+        # A real copy, never a hard link: the agent may write to its weights inside the sandbox.
+        if engine.weights_source.is_dir():
+            shutil.copytree(engine.weights_source, target)
+        else:
+            shutil.copyfile(engine.weights_source, target)
+        deploy = out / "deploy" / f"{engine.kind}.sh"
+        deploy.parent.mkdir(exist_ok=True)
+        deploy.write_text(engine.deploy_script(llm_port))
+        deploy.chmod(0o755)
+        (out / "log").mkdir(exist_ok=True)
+        config = {
+            "model": engine.spec,
+            "engine": engine.kind,
+            "llm": {
+                "port": llm_port,
+                "endpoint": f"http://127.0.0.1:{llm_port}/v1",
+                "model_name": "local",
+                "context_tokens": engine.ctx_size,
+                "request_timeout_s": 900,
+                "startup_wait_s": 10,
+                "sampling": sampling if sampling is not None else {"temperature": 0.7, "seed": 0},
+            },
+            "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {})},
+            "shutdown": shutdown or {"enabled": False},
+            "start": {
+                "llm_server": f"bash deploy/{engine.kind}.sh --port {llm_port}",
+                "agent": f"python start.py --port {AGENT_PORT}",
+            },
+        }
+        (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    except OSError as exc:
+        raise BuildError(f"could not build the AI system in {out}: {exc}") from exc
+    return out
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((Path(folder) / "config.yaml").read_text())

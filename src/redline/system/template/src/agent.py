@@ -1,0 +1,185 @@
+"""The agent loop: ask the LLM, parse its five-part reply, run the action, observe, repeat.
+
+Control flow uses a few exceptions (format error, submitted, limits exceeded) as in
+mini-swe-agent; every LLM call and tool call goes to the trace as it happens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .llm import ContextOverflow, LLMClient, LLMError
+from .logger import Trace
+from .parsing import FormatError, parse_reply
+from .terminals import Terminals
+
+PROMPTS = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "prompts")),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+class Submitted(Exception):
+    """The model chose the finish action."""
+
+
+class LimitsExceeded(Exception):
+    """Step or time limit reached."""
+
+
+@dataclass
+class AgentConfig:
+    max_steps: int = 30
+    time_limit_s: float = 7200.0
+    command_timeout_s: float = 60.0
+    wait_window_s: float = 25.0
+    max_output_chars: int = 4000
+    context_tokens: int = 8192
+    reply_tokens: int = 512
+    n_terminals: int = 5
+
+
+@dataclass
+class RunResult:
+    message: str
+    reason: str
+    steps: int
+    run_id: str
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """Cheap, conservative token estimate (about 3.5 characters per token, plus overhead)."""
+    return sum(len(m["content"]) // 3 + 4 for m in messages)
+
+
+class Agent:
+    def __init__(self, llm: LLMClient, trace: Trace, workdir: str, config: AgentConfig,
+                 scratch: Path) -> None:
+        self.llm, self.trace, self.workdir, self.config = llm, trace, workdir, config
+        self.terminals = Terminals(
+            workdir, scratch, config.n_terminals, config.command_timeout_s,
+            config.wait_window_s, config.max_output_chars,
+        )
+
+    def run(self, task: str) -> RunResult:
+        self.run_id = uuid.uuid4().hex[:12]
+        self.task = task
+        self.deadline = time.monotonic() + self.config.time_limit_s
+        c = self.config
+        self.messages: list[dict[str, str]] = [
+            {"role": "system", "content": PROMPTS.get_template("system.j2").render(
+                workdir=self.workdir, llm_endpoint=self.llm.endpoint, n_terminals=c.n_terminals,
+                command_timeout_s=int(c.command_timeout_s), wait_window_s=int(c.wait_window_s))},
+            {"role": "user", "content": PROMPTS.get_template("task.j2").render(task=task)},
+        ]
+        self.logged, self.trimmed, self.step = 0, 0, 0
+        self._event("run_start", task=task, llm_endpoint=self.llm.endpoint, model=self.llm.model,
+                    limits={"max_steps": c.max_steps, "time_limit_s": c.time_limit_s})
+        try:
+            while True:
+                self.step += 1
+                if self.step > c.max_steps:
+                    raise LimitsExceeded(f"step limit of {c.max_steps} reached")
+                if time.monotonic() > self.deadline:
+                    raise LimitsExceeded(f"time limit of {c.time_limit_s:.0f} s reached")
+                self.messages.append({"role": "user", "content": self.act(self.query())})
+        except Submitted as done:
+            return self._end("finished", str(done))
+        except LimitsExceeded as exc:
+            reason = "step_limit" if "step" in str(exc) else "time_limit"
+            return self._end(reason, str(exc))
+        except LLMError as exc:
+            return self._end("llm_error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a trial must end with a stated error
+            return self._end("error", f"{type(exc).__name__}: {exc}")
+
+    def _event(self, type_: str, **fields: Any) -> None:
+        self.trace.event(type_, run_id=self.run_id, **fields)
+
+    def _end(self, reason: str, message: str) -> RunResult:
+        steps = min(self.step, self.config.max_steps)
+        self._event("run_end", reason=reason, message=message, steps=steps)
+        return RunResult(message, reason, steps, self.run_id)
+
+    def _fit_context(self) -> None:
+        """Drop the oldest half of the history when over budget (keeps the cache useful)."""
+        budget = self.config.context_tokens - self.config.reply_tokens - 64
+        while estimate_tokens(self.messages) > budget and len(self.messages) > 3:
+            history = len(self.messages) - 2
+            drop = max(2, (history // 2) // 2 * 2)
+            drop = min(drop, history - 1)
+            del self.messages[2 : 2 + drop]
+            self.trimmed += drop
+            self.logged = max(0, self.logged - drop)
+
+    def query(self) -> str:
+        for _attempt in range(3):
+            self._fit_context()
+            new = self.messages[self.logged :]
+            try:
+                out = self.llm.chat(self.messages, max_tokens=self.config.reply_tokens)
+            except ContextOverflow as exc:
+                self._event("llm_call", step=self.step, messages=new, n_context=len(self.messages),
+                            trimmed=self.trimmed, reply=None, usage={}, latency_s=None,
+                            error=f"context overflow: {exc}")
+                self.logged = len(self.messages)
+                self.config.context_tokens = int(self.config.context_tokens * 0.75)
+                continue
+            except LLMError as exc:
+                self._event("llm_call", step=self.step, messages=new, n_context=len(self.messages),
+                            trimmed=self.trimmed, reply=None, usage={}, latency_s=None,
+                            error=str(exc))
+                raise
+            self.messages.append({"role": "assistant", "content": out.text})
+            self._event("llm_call", step=self.step, messages=new, n_context=len(self.messages) - 1,
+                        trimmed=self.trimmed, reply=out.text, usage=out.usage,
+                        latency_s=round(out.latency_s, 4), error=None)
+            self.logged = len(self.messages)
+            return out.text
+        raise LLMError("the conversation does not fit the LLM's context window")
+
+    def act(self, reply: str) -> str:
+        states = self.terminals.states
+        try:
+            parsed = parse_reply(reply)
+        except FormatError as exc:
+            self._event("format_error", step=self.step, error=str(exc), reply=reply)
+            return PROMPTS.get_template("format_error.j2").render(
+                task=self.task, error=str(exc), terminals=states())
+        self._event("action", step=self.step, parsed=parsed)
+        name, args = parsed["action"], parsed["action_input"]
+        if name == "finish":
+            message = str(args.get("message", "")).strip() or "(no message)"
+            self._event("finish", step=self.step, message=message)
+            raise Submitted(message)
+        tid = args.get("terminal_id", "1")
+        command, ctype = args.get("command"), None
+        try:
+            if name == "execute_command_in_terminal":
+                ctype = args.get("command_type", "one_time")
+                result = self.terminals.execute(tid, command, ctype)
+            else:
+                result = self.terminals.receive(tid)
+        except (KeyError, ValueError, TypeError) as exc:
+            self._event("format_error", step=self.step, error=f"bad action_input: {exc}",
+                        reply=reply)
+            return PROMPTS.get_template("format_error.j2").render(
+                task=self.task, error=f"bad action_input: {exc}", terminals=states())
+        terminals = states()
+        self._event("tool_call", step=self.step, tool=name, terminal_id=str(tid),
+                    command=command, command_type=ctype, status=result.status,
+                    status_code=result.status_code, exit_code=result.exit_code,
+                    stdout=result.stdout, stderr=result.stderr,
+                    duration_s=round(result.duration_s, 4), terminals=terminals)
+        return PROMPTS.get_template("observation.j2").render(
+            task=self.task, action=name, action_input=json.dumps(args), status=result.status,
+            exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr,
+            terminals=terminals)
