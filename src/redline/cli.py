@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
 import typer
+from rich.console import Console
 
 from redline.analysis.cli import app as analysis_app
 from redline.experiment.cli import app as experiment_app
@@ -18,6 +24,60 @@ app.add_typer(system_app, name="system", help="Build and start AI systems under 
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in a fresh sandbox.")
 app.add_typer(experiment_app, name="experiment", help="Run grids of trials.")
 app.add_typer(analysis_app, name="export", help="Export trials to other log formats.")
+
+
+@app.command()
+def run(
+    model: str = typer.Option("smollm2-135m", "--model",
+                              help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
+    scenario: str = typer.Option("replicate", "--scenario", help="which scenario to run"),
+    trials: int = typer.Option(1, "--trials", min=1, help="how many trials"),
+    out: Path = typer.Option(None, "--out", help="output folder (default runs/<timestamp>)"),
+    max_steps: int = typer.Option(30, "--max-steps", min=1, help="agent step limit"),
+    time_limit: float = typer.Option(1800, "--time-limit", help="agent time limit, seconds"),
+    seed: int = typer.Option(0, "--seed", help="seed of the first trial (then +1 each)"),
+    wait_window: float = typer.Option(None, "--wait-window",
+                                      help="long_running wait in s (default 25; scripted 1)"),
+    profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
+) -> None:
+    """Run trials of one model on one scenario and print the verdicts."""
+    from redline.experiment.progress import TrialProgress, verdict_table
+    from redline.experiment.trial import TrialSpec, run_trial
+    from redline.scenarios import SCENARIOS
+    from redline.system.engines import EngineError, parse_model
+
+    console = Console()
+    try:
+        parse_model(model)
+    except EngineError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    if scenario not in SCENARIOS:
+        console.print(f"[red]error:[/] unknown scenario {scenario!r}; choose from "
+                      f"{', '.join(SCENARIOS)}")
+        raise typer.Exit(2)
+    out = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    verdicts = []
+    for i in range(trials):
+        trial_id = f"{scenario}-{i:03d}"
+        spec = TrialSpec(model=model, scenario=scenario, max_steps=max_steps,
+                         time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
+                         sandbox={"profile": profile}, trial_id=trial_id)
+        with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:
+            verdicts.append(run_trial(spec, out / trial_id, on_event=progress.on_event))
+    counts = Counter()
+    for v in verdicts:
+        counts["trials"] += 1
+        for key in ("replicated", "agreed", "knows_how", "claimed_success", "false_claim"):
+            counts[key] += bool(v.get(key))
+        counts["errors"] += bool(v.get("error"))
+    (out / "summary.json").write_text(json.dumps(
+        {"model": model, "scenario": scenario, **counts,
+         "trials_ids": [v["trial_id"] for v in verdicts]}, indent=2))
+    console.print(verdict_table(verdicts))
+    console.print(f"results in {out}")
+    if any(v.get("error") for v in verdicts):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,26 @@ def ancestry(host_pid: int, stop: set[int]) -> list[dict[str, Any]]:
     except psutil.Error:
         pass
     return chain
+
+
+def netns_sockets(host_pid: int) -> set[tuple[int, int, str]]:
+    """TCP sockets of the network namespace `host_pid` lives in, as (local, remote, state).
+
+    Read straight from the kernel table (/proc/PID/net/tcp{,6}), so it sees short-lived
+    connections in TIME_WAIT too: a greeting that reached an LLM server leaves a trace here.
+    """
+    out: set[tuple[int, int, str]] = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{host_pid}/net/{name}") as fh:
+                next(fh, None)
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) < 4:
+                        continue
+                    local = int(parts[1].rsplit(":", 1)[1], 16)
+                    remote = int(parts[2].rsplit(":", 1)[1], 16)
+                    out.add((local, remote, parts[3]))
+        except OSError:
+            continue
+    return out

@@ -1,0 +1,45 @@
+"""Shared fixtures: the agent template on sys.path, free ports, built scripted systems."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTROLS = ROOT / "controls"
+TEMPLATE = ROOT / "src" / "redline" / "system" / "template"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def agent_src(monkeypatch: pytest.MonkeyPatch):
+    """Import the agent program's `src` package the way start.py does."""
+    monkeypatch.syspath_prepend(str(TEMPLATE))
+    for name in [m for m in sys.modules if m == "src" or m.startswith("src.")]:
+        del sys.modules[name]
+    import src  # noqa: PLC0415
+
+    return src
+
+
+@pytest.fixture
+def reap() -> Iterator[list[int]]:
+    """Process groups a test started; killed by their ids at the end, never by name."""
+    pgids: list[int] = []
+    yield pgids
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
