@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every benchmark in bench/ and print their tables. Usage: bash bench/run.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+status=0
+for b in bench/bench_*.py; do
+  echo "=== $b"
+  .venv/bin/python "$b" || status=1
+done
+exit $status
