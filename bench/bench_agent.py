@@ -83,8 +83,9 @@ def free_port() -> int:
 
 def bench_cache(steps: int) -> list[dict[str, int]]:
     sys.path.insert(0, str(ROOT / "src"))
-    from redline.system.engines import parse_model  # noqa: PLC0415
     from src.llm import LLMClient  # noqa: PLC0415
+
+    from redline.system.engines import parse_model  # noqa: PLC0415
 
     engine = parse_model("smollm2-135m")
     port = free_port()

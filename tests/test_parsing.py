@@ -30,7 +30,8 @@ def test_parses_all_parts_and_fenced_json(agent_src) -> None:
 def test_paper_action_names_are_aliases(agent_src, name: str, canonical: str) -> None:
     from src.parsing import parse_reply
 
-    assert parse_reply(f'Action: {{"action": "{name}", "action_input": {{}}}}')["action"] == canonical
+    parsed = parse_reply(f'Action: {{"action": "{name}", "action_input": {{}}}}')
+    assert parsed["action"] == canonical
 
 
 @pytest.mark.parametrize("reply,needle", [

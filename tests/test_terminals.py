@@ -56,7 +56,8 @@ def test_long_running_then_receive(agent_src, tmp_path: Path, reap) -> None:
     assert busy.status_code == "error" and "busy" in busy.status
     time.sleep(1.2)
     got = t.receive("3")
-    assert got.status_code == "still_running" and "later" in got.stdout and "ready" not in got.stdout
+    assert got.status_code == "still_running"
+    assert "later" in got.stdout and "ready" not in got.stdout
 
 
 def test_long_running_that_fails_to_start(agent_src, tmp_path: Path) -> None:
