@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from redline.analysis.cli import app as analysis_app
+from redline.analysis.cli import report_command
 from redline.experiment.cli import app as experiment_app
 from redline.sandbox.cli import app as sandbox_app
 from redline.system.cli import app as system_app
@@ -24,6 +25,8 @@ app.add_typer(system_app, name="system", help="Build and start AI systems under 
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in a fresh sandbox.")
 app.add_typer(experiment_app, name="experiment", help="Run grids of trials.")
 app.add_typer(analysis_app, name="export", help="Export trials to other log formats.")
+app.command("report", help="Write DIR/report.html and plots for a run or experiment folder.")(
+    report_command)
 
 
 @app.command()

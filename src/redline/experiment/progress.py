@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 
@@ -49,3 +52,87 @@ def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
                       mark[v.get("claimed_success")], str(v.get("steps")),
                       f"{v.get('duration_s') or 0:.1f}", str(v.get("error") or "")[:60])
     return table
+
+
+class GridProgress:
+    """Live view of a grid: running, finished and failed trials, successes so far per cell.
+
+    A Listener for run_experiment; a log line per finished trial survives in non-terminal output.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Live | None = None
+        self.cells: dict[tuple[str, str], dict[str, int]] = {}
+        self.started_at = time.monotonic()
+        self.slots = 0
+
+    def begin(self, jobs: list[Any], statuses: dict[str, str], slots: int,
+              verdicts: dict[str, dict[str, Any]]) -> None:
+        self.slots = slots
+        for job in jobs:
+            c = self.cells.setdefault((job.model, job.scenario), Counter())
+            c["total"] += 1
+            c[statuses.get(job.trial_id, "pending")] += 1
+            c["replicated"] += bool((verdicts.get(job.trial_id) or {}).get("replicated"))
+        todo = sum(c["pending"] for c in self.cells.values())
+        self.console.print(f"{len(jobs)} trials, {len(jobs) - todo} already finished, "
+                           f"{todo} to run, {slots} at a time")
+        self.live = Live(self._render(), console=self.console, refresh_per_second=2,
+                         transient=False)
+        self.live.start()
+
+    def _cell(self, job: Any) -> dict[str, int]:
+        return self.cells[(job.model, job.scenario)]
+
+    def started(self, job: Any) -> None:
+        c = self._cell(job)
+        c["pending"] -= 1
+        c["running"] += 1
+        self._refresh()
+
+    def finished(self, job: Any, verdict: dict[str, Any], status: str) -> None:
+        c = self._cell(job)
+        c["running"] -= 1
+        c[status] += 1
+        c["replicated"] += bool(verdict.get("replicated"))
+        mark = "[red]error[/]" if status == "error" else (
+            "[green]replicated[/]" if verdict.get("replicated") else "not replicated")
+        extra = f": {str(verdict.get('error')).splitlines()[0][:80]}" if status == "error" else ""
+        self.console.log(f"{job.trial_id}: {mark} ({verdict.get('steps')} steps, "
+                         f"{verdict.get('duration_s') or 0:.1f} s){extra}")
+        self._refresh()
+
+    def requeued(self, job: Any, reason: str) -> None:
+        c = self._cell(job)
+        c["running"] -= 1
+        c["pending"] += 1
+        self.console.log(f"[yellow]{job.trial_id}: worker died ({reason[:80]}); queued again[/]")
+        self._refresh()
+
+    def stop(self) -> None:
+        if self.live:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+    def _refresh(self) -> None:
+        if self.live:
+            self.live.update(self._render())
+
+    def _render(self) -> Table:
+        tot = Counter()
+        for c in self.cells.values():
+            tot.update(c)
+        elapsed = time.monotonic() - self.started_at
+        table = Table(title=f"running {tot['running']} / {self.slots} slots, finished "
+                            f"{tot['done'] + tot['error']}/{tot['total']}, failed {tot['error']}"
+                            f", {elapsed:.0f} s")
+        for col in ("model", "scenario", "finished", "running", "failed", "replicated"):
+            table.add_column(col, justify="left" if col in ("model", "scenario") else "right")
+        for (model, scenario), c in sorted(self.cells.items()):
+            judged = c["done"]
+            table.add_row(model[-40:], scenario, f"{c['done'] + c['error']}/{c['total']}",
+                          str(c["running"]), str(c["error"]) if c["error"] else "0",
+                          f"{c['replicated']}/{judged}" if judged else "-")
+        return table

@@ -119,9 +119,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         wait = spec.wait_window_s if spec.wait_window_s is not None else (1.0 if scripted else 25.0)
         sandbox_cfg = {"wall_clock_s": spec.time_limit_s + 600, **spec.sandbox}
         sb = Sandbox(SandboxConfig(**sandbox_cfg), state_dir=out_dir / "sandbox")
+        t = time.monotonic()
         with sb:
-            t = time.monotonic()
-            sb.start()
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
             verdict["limits"] = sb.limits_report
             ctx = TrialContext(spec=spec, out_dir=out_dir, evidence_dir=evidence, sandbox=sb,

@@ -1,0 +1,223 @@
+"""Load one trial folder (trace.jsonl, verdict.json, evidence/) into steps.
+
+A step is one round of the agent loop: the LLM call, the parsed reply (or a format error),
+the tool call it caused and the observation sent back. The trace stores events, not steps,
+so every analysis starts by folding events into steps here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AGENT_FOLDER = "/root/agent"
+REPLY_PARTS = ("explain", "gaps", "findings", "plan")
+
+
+def load_events(path: Path) -> list[dict[str, Any]]:
+    """Events of a trace.jsonl; torn or corrupt lines (a crash mid-write) are skipped."""
+    events: list[dict[str, Any]] = []
+    if not path.exists():
+        return events
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "type" in obj:
+            events.append(obj)
+    return events
+
+
+@dataclass
+class Step:
+    """One agent round; `tool` is the tool_call event as written, or None."""
+
+    run_id: str
+    step: int
+    reply: str | None = None
+    parsed: dict[str, Any] | None = None
+    format_error: str | None = None
+    tool: dict[str, Any] | None = None
+    finish: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    llm_error: str | None = None
+    latency_s: float | None = None
+    n_context: int | None = None
+    trimmed: int = 0
+    ts: float | None = None
+    observation: str | None = None  # the next llm_call's last user message
+
+    @property
+    def action(self) -> str | None:
+        return (self.parsed or {}).get("action")
+
+    @property
+    def command(self) -> str | None:
+        """The shell command this step ran, if it ran one."""
+        if self.tool and self.tool.get("tool") == "execute_command_in_terminal":
+            return str(self.tool.get("command") or "")
+        return None
+
+    @property
+    def kind(self) -> str:
+        """Action type as the paper counts them: background, receive, immediate, or other."""
+        if not self.tool:
+            return "finish" if self.finish is not None else "none"
+        if self.tool.get("tool") == "receive_data_of_long_term_command_from_terminal":
+            return "receive"
+        return "background" if self.tool.get("command_type") == "long_running" else "immediate"
+
+    @property
+    def output_text(self) -> str:
+        """What the tool said: status, stdout and stderr (used when no observation exists)."""
+        if not self.tool:
+            return ""
+        t = self.tool
+        return f"{t.get('status') or ''}\n{t.get('stdout') or ''}\n{t.get('stderr') or ''}"
+
+
+@dataclass
+class Trial:
+    """A trial folder: the verdict, the primary run's steps and the evidence files."""
+
+    trial_id: str
+    path: Path | None
+    verdict: dict[str, Any]
+    steps: list[Step]
+    run_start: dict[str, Any] = field(default_factory=dict)
+    run_end: dict[str, Any] = field(default_factory=dict)
+    other_runs: int = 0
+    evidence: dict[str, Any] = field(default_factory=dict)
+    truncated_trace: bool = False
+
+    @property
+    def model(self) -> str:
+        return str(self.verdict.get("model") or self.run_start.get("model") or "unknown")
+
+    @property
+    def scenario(self) -> str:
+        return str(self.verdict.get("scenario") or "unknown")
+
+    @property
+    def replicated(self) -> bool:
+        return bool(self.verdict.get("replicated"))
+
+    @property
+    def judged(self) -> bool:
+        """True once the trial has a verdict (a running or crashed one has none yet)."""
+        return "replicated" in self.verdict
+
+    @property
+    def task(self) -> str:
+        return str(self.run_start.get("task") or "")
+
+
+def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any], dict[str, Any]]:
+    """Steps of one run's events in order, plus its run_start and run_end events."""
+    steps: dict[int, Step] = {}
+    start: dict[str, Any] = {}
+    end: dict[str, Any] = {}
+    last_llm: Step | None = None
+    for e in events:
+        kind = e.get("type")
+        if kind == "run_start":
+            start = e
+            continue
+        if kind == "run_end":
+            end = e
+            continue
+        n = e.get("step")
+        if not isinstance(n, int):
+            continue
+        s = steps.get(n)
+        if s is None:
+            s = steps[n] = Step(run_id=str(e.get("run_id")), step=n, ts=e.get("ts"))
+        if kind == "llm_call":
+            msgs = e.get("messages") or []
+            if last_llm is not None and last_llm is not s and msgs:
+                user = [m for m in msgs if m.get("role") == "user"]
+                if user:
+                    last_llm.observation = str(user[-1].get("content") or "")
+            if e.get("reply") is not None or s.reply is None:
+                s.reply = e.get("reply")
+            s.usage = e.get("usage") or s.usage or {}
+            s.llm_error = e.get("error") or s.llm_error
+            s.latency_s = e.get("latency_s")
+            s.n_context = e.get("n_context")
+            s.trimmed = int(e.get("trimmed") or 0)
+            last_llm = s
+        elif kind == "action":
+            s.parsed = e.get("parsed") or {}
+        elif kind == "format_error":
+            s.format_error = str(e.get("error") or "")
+            s.reply = s.reply or e.get("reply")
+        elif kind == "tool_call":
+            s.tool = e
+        elif kind == "finish":
+            s.finish = str(e.get("message") or "")
+    return [steps[k] for k in sorted(steps)], start, end
+
+
+def primary_run(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The task's run (the first run_start) and how many other runs the trace holds."""
+    run_ids: list[str] = []
+    for e in events:
+        if e.get("type") == "run_start" and e.get("run_id") not in run_ids:
+            run_ids.append(e.get("run_id"))
+    if not run_ids:
+        return events, 0
+    return [e for e in events if e.get("run_id") == run_ids[0]], len(run_ids) - 1
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_evidence(folder: Path) -> dict[str, Any]:
+    """Small evidence files the analyses use (baseline pids and ports), and all file names."""
+    out: dict[str, Any] = {"files": []}
+    if not folder.is_dir():
+        return out
+    out["files"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    for name in ("baseline.json", "baseline_processes.json", "judge.json"):
+        data = _read_json(folder / name)
+        if data is not None:
+            out[name.removesuffix(".json")] = data
+    return out
+
+
+def trace_is_torn(path: Path) -> bool:
+    """True when the last line does not parse: the agent died mid-write."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    tail = path.read_bytes()[-65536:].decode("utf-8", errors="replace").rstrip("\n")
+    last = tail.rsplit("\n", 1)[-1]
+    try:
+        json.loads(last)
+    except json.JSONDecodeError:
+        return True
+    return False
+
+
+def load_trial(folder: Path, verdict: dict[str, Any] | None = None) -> Trial:
+    """A trial folder; a missing verdict or trace gives an empty one, never an error."""
+    folder = Path(folder)
+    if verdict is None:
+        verdict = _read_json(folder / "verdict.json") or {}
+    events = load_events(folder / "trace.jsonl")
+    run, others = primary_run(events)
+    steps, start, end = fold_steps(run)
+    return Trial(
+        trial_id=str(verdict.get("trial_id") or folder.name), path=folder, verdict=verdict,
+        steps=steps, run_start=start, run_end=end, other_runs=others,
+        evidence=load_evidence(folder / "evidence"),
+        truncated_trace=trace_is_torn(folder / "trace.jsonl"),
+    )

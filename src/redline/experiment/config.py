@@ -1,0 +1,213 @@
+"""The experiment file: a grid of models x scenarios x trials, validated before anything starts.
+
+A broken file must fail in the first second with a message naming the field, not after an hour of
+trials. The grid expands to one `Job` per (model, scenario, index) with a trial id that is stable
+across runs, because resuming finds finished trials by that id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from redline.experiment.trial import Resources, TrialSpec
+
+_PATH_KINDS = ("gguf", "vllm", "scripted")
+
+
+class ExperimentError(ValueError):
+    """An experiment file that cannot be run; the message says which field and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(_Strict):
+    """One model of the grid; `name` is what trial ids and tables show."""
+
+    model: str
+    name: str | None = None
+    resources: Resources | None = None
+    sampling: dict[str, Any] | None = None
+
+
+class Limits(_Strict):
+    max_steps: int = Field(30, ge=1)
+    time_limit_s: float = Field(1800, gt=0)
+    wait_window_s: float | None = Field(None, gt=0)
+    command_timeout_s: float = Field(60, gt=0)
+
+
+class RayOptions(_Strict):
+    # None: RAY_ADDRESS if set, else a fresh local instance bound to 127.0.0.1
+    address: str | None = None
+    namespace: str | None = None
+
+
+class DryRun(_Strict):
+    """Replace real trials by a sleep and a made-up verdict: checks plumbing, not models."""
+
+    seconds: float = Field(0.5, ge=0)
+
+
+class Experiment(_Strict):
+    name: str = "experiment"
+    models: list[ModelEntry] = Field(min_length=1)
+    scenarios: list[str] = Field(min_length=1)
+    trials: int = Field(1, ge=1)
+    seed: int = 0
+    limits: Limits = Field(default_factory=Limits)
+    sandbox: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    judge: dict[str, Any] = Field(default_factory=dict)
+    backend: Literal["local", "ray"] = "local"
+    parallel: int | None = Field(None, ge=1)
+    out: str | None = None
+    ray: RayOptions = Field(default_factory=RayOptions)
+    dry_run: DryRun | None = None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_as_entries(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"model": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Experiment:
+        names = [model_name(m) for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two models share the name {dupes[0]!r}: give one a `name`")
+        if len(set(self.scenarios)) != len(self.scenarios):
+            raise ValueError("a scenario is listed twice")
+        return self
+
+
+@dataclass(frozen=True)
+class Job:
+    """One trial of the grid."""
+
+    trial_id: str
+    model: str  # the model's name in this experiment
+    scenario: str
+    index: int
+    spec: TrialSpec
+
+
+def model_name(entry: ModelEntry) -> str:
+    """Readable, filesystem-safe name: `scripted:controls/x.yaml` -> `x`."""
+    if entry.name:
+        raw = entry.name
+    else:
+        kind, sep, rest = entry.model.partition(":")
+        raw = Path(rest.rstrip("/")).stem if sep and kind in _PATH_KINDS else entry.model
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", raw).strip("-.") or hashlib.sha1(
+        entry.model.encode()).hexdigest()[:8]
+
+
+def _resolve_model(model: str, base: Path) -> str:
+    """Paths in an experiment file are relative to the file, falling back to the cwd."""
+    kind, sep, rest = model.partition(":")
+    if sep and kind in _PATH_KINDS and not Path(rest).expanduser().is_absolute():
+        candidate = (base / rest).resolve()
+        if candidate.exists():
+            return f"{kind}:{candidate}"
+    return model
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(file)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_experiment(data: dict[str, Any], base: Path, source: str = "experiment",
+                     check_models: bool = True) -> Experiment:
+    """Validate a loaded experiment mapping; raise ExperimentError with every problem found.
+
+    check_models=False is for callers that bring their own trial function (tests, benchmarks).
+    """
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ExperimentError(
+            f"{source} is not a valid experiment:\n{_format_errors(exc)}") from None
+    for entry in exp.models:
+        entry.model = _resolve_model(entry.model, base)
+    problems = _check_names(exp, check_models and exp.dry_run is None)
+    if problems:
+        raise ExperimentError(f"{source} is not a valid experiment:\n" + "\n".join(problems))
+    return exp
+
+
+def _check_names(exp: Experiment, check_models: bool) -> list[str]:
+    """Scenarios, models and sandbox settings that exist, so no trial fails for a typo."""
+    from redline.scenarios import SCENARIOS  # noqa: PLC0415
+    from redline.system.engines import EngineError, parse_model  # noqa: PLC0415
+
+    problems = [f"  scenarios: unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}"
+                for s in exp.scenarios if s not in SCENARIOS]
+    if check_models:
+        for i, entry in enumerate(exp.models):
+            try:
+                parse_model(entry.model)
+            except EngineError as exc:
+                problems.append(f"  models.{i}.model: {exc}")
+    try:
+        from redline.sandbox import SandboxConfig  # type: ignore[attr-defined]  # noqa: PLC0415
+    except ImportError:
+        return problems
+    try:
+        SandboxConfig(**exp.sandbox)
+    except Exception as exc:  # noqa: BLE001 - dataclass TypeError or pydantic error alike
+        problems.append(f"  sandbox: {exc}")
+    return problems
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Read a TOML (or YAML) experiment file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ExperimentError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ExperimentError(f"{path}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path}: expected a table of settings at the top level")
+    return parse_experiment(data, path.resolve().parent, str(path))
+
+
+def expand(exp: Experiment) -> list[Job]:
+    """Every trial of the grid, ordered index-major so early results cover every cell."""
+    jobs = []
+    for index in range(exp.trials):
+        for entry in exp.models:
+            name = model_name(entry)
+            for scenario in exp.scenarios:
+                trial_id = f"{name}--{scenario}--{index:03d}"
+                spec = TrialSpec(
+                    model=entry.model, scenario=scenario, max_steps=exp.limits.max_steps,
+                    time_limit_s=exp.limits.time_limit_s, seed=exp.seed + index,
+                    wait_window_s=exp.limits.wait_window_s,
+                    command_timeout_s=exp.limits.command_timeout_s, sampling=entry.sampling,
+                    sandbox=dict(exp.sandbox), resources=entry.resources or exp.resources,
+                    judge=dict(exp.judge), trial_id=trial_id)
+                jobs.append(Job(trial_id, name, scenario, index, spec))
+    return jobs

@@ -1,0 +1,52 @@
+"""A stand-in trial that sleeps and writes a made-up verdict without starting any sandbox.
+
+It checks an experiment's plumbing (grid, results store, resume, a Ray cluster's nodes all having
+redline installed) in seconds, and it is what the tests and the benchmark use when no real trial
+is wanted. The verdict is a pure function of (model, scenario, seed) so tests can check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from redline.experiment.trial import TrialSpec
+
+
+def expected_verdict(model: str, scenario: str, seed: int) -> dict[str, Any]:
+    """The outcome fields a dry-run trial reports; a model named `*fail*` always errors."""
+    h = hashlib.sha256(f"{model}|{scenario}|{seed}".encode()).digest()
+    error = "dry run: model asked to fail" if "fail" in model else None
+    replicated = error is None and h[0] % 2 == 0
+    return {"replicated": replicated, "agreed": error is None and h[1] % 4 != 0,
+            "knows_how": replicated or h[2] % 2 == 0,
+            "claimed_success": replicated or h[3] % 3 == 0,
+            "steps": 3 + h[4] % 20, "error": error}
+
+
+def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> dict[str, Any]:
+    """Same contract as run_trial: writes out_dir/verdict.json atomically, returns the verdict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat()
+    t0 = time.monotonic()
+    (out_dir / "trace.jsonl").write_text("")
+    time.sleep(seconds)
+    verdict: dict[str, Any] = {
+        "trial_id": spec.trial_id or out_dir.name, "scenario": spec.scenario, "model": spec.model,
+        "seed": spec.seed, **expected_verdict(spec.model, spec.scenario, spec.seed),
+        "milestones": {}, "replicas": [], "scenario_details": {"dry_run": True},
+        "started_at": started, "pid": os.getpid(),
+    }
+    verdict["false_claim"] = bool(verdict["claimed_success"] and not verdict["replicated"])
+    verdict["duration_s"] = round(time.monotonic() - t0, 3)
+    verdict["finished_at"] = datetime.now(UTC).isoformat()
+    tmp = out_dir / f".verdict.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(verdict, indent=2))
+    os.replace(tmp, out_dir / "verdict.json")
+    return verdict

@@ -1,0 +1,435 @@
+"""Run an experiment's grid on this machine (a process pool) or on a Ray cluster, resumably.
+
+Trials run in long-lived workers (one process per slot, or a Ray worker) because a sandbox dies
+with the thread that started it (PR_SET_PDEATHSIG): a worker that lives for the whole grid keeps
+its sandboxes alive exactly as long as the trial needs them. Workers in turn die with the runner,
+so a killed runner never leaves trials writing behind the back of the next run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+
+from redline.experiment.config import Experiment, Job, expand
+from redline.experiment.store import Store, SyncReport, atomic_write_json
+from redline.experiment.trial import Resources, TrialSpec
+
+TrialFn = Callable[[TrialSpec, Path], dict[str, Any]]
+MiB = 1024 * 1024
+MAX_ATTEMPTS = 3  # a trial whose worker dies this often is recorded as an error
+# worker deaths (not the trial's own verdict): the trial is queued again
+_INFRA_ERRORS = {"BrokenProcessPool", "WorkerCrashedError", "NodeDiedError", "OutOfMemoryError",
+                 "LocalRayletDiedError", "ObjectLostError", "RaySystemError"}
+
+
+class BackendError(RuntimeError):
+    """The backend cannot run this grid (no GPUs here, Ray missing, cluster unreachable)."""
+
+
+# ---------------------------------------------------------------- resources
+
+
+@dataclass
+class Capacity:
+    """What is free to hand out: a trial starts only when its resources fit."""
+
+    cpus: float
+    memory_mb: int
+    gpus: list[int] = field(default_factory=list)
+
+    def need(self, r: Resources) -> tuple[float, int, int]:
+        # a trial bigger than the machine still runs, alone
+        return min(r.cpus, self.total_cpus), min(r.memory_mb, self.total_memory_mb), r.gpus
+
+    def __post_init__(self) -> None:
+        self.total_cpus, self.total_memory_mb = self.cpus, self.memory_mb
+
+    def fits(self, r: Resources) -> bool:
+        cpus, mem, gpus = self.need(r)
+        return cpus <= self.cpus + 1e-9 and mem <= self.memory_mb and gpus <= len(self.gpus)
+
+    def take(self, r: Resources) -> list[int]:
+        cpus, mem, gpus = self.need(r)
+        self.cpus -= cpus
+        self.memory_mb -= mem
+        taken, self.gpus = self.gpus[:gpus], self.gpus[gpus:]
+        return taken
+
+    def give(self, r: Resources, gpu_ids: list[int]) -> None:
+        cpus, mem, _ = self.need(r)
+        self.cpus += cpus
+        self.memory_mb += mem
+        self.gpus = sorted(self.gpus + gpu_ids)
+
+
+def local_gpus() -> list[int]:
+    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return list(range(sum(line.startswith("GPU ") for line in out.stdout.splitlines())))
+
+
+def machine_capacity() -> Capacity:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else psutil.cpu_count()
+    return Capacity(float(cpus or 1), psutil.virtual_memory().available // MiB, local_gpus())
+
+
+def local_slots(jobs: list[Job], cap: Capacity, parallel: int | None) -> int:
+    """How many trials can run at once: the machine divided by the smallest trial's needs."""
+    if not jobs:
+        return 1
+    bounds = []
+    for job in jobs:
+        cpus, mem, gpus = cap.need(job.spec.resources)
+        b = min(int(cap.total_cpus / cpus) if cpus > 0 else len(jobs),
+                int(cap.total_memory_mb / mem) if mem > 0 else len(jobs),
+                len(cap.gpus) // gpus if gpus else len(jobs))
+        bounds.append(b)
+    slots = max(1, *bounds)
+    return max(1, min(slots, parallel or slots, len(jobs)))
+
+
+# ---------------------------------------------------------------- the worker side
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: SIGKILL this worker (and so its sandboxes) when the runner dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent_pid:  # the runner died before prctl took effect
+        os._exit(1)
+
+
+def error_verdict(spec: TrialSpec, trial_id: str, message: str) -> dict[str, Any]:
+    """A verdict for a trial the harness could not run: every trial ends with one."""
+    ts = datetime.now(UTC).isoformat()
+    return {"trial_id": trial_id, "scenario": spec.scenario, "model": spec.model,
+            "seed": spec.seed, "replicated": False, "agreed": None, "knows_how": None,
+            "claimed_success": None, "false_claim": None, "steps": 0, "duration_s": None,
+            "error": message, "milestones": {}, "replicas": [], "scenario_details": {},
+            "started_at": ts, "finished_at": ts}
+
+
+def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
+                  gpu_ids: list[int] | None = None) -> dict[str, Any]:
+    """Runs inside a worker or Ray task; turns an exception into an error verdict."""
+    if gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+    try:
+        return trial_fn(spec, Path(out_dir))
+    except Exception as exc:  # noqa: BLE001
+        tb = traceback.format_exc(limit=5)
+        return error_verdict(spec, spec.trial_id or Path(out_dir).name,
+                             f"harness: {type(exc).__name__}: {exc}\n{tb}")
+
+
+# ---------------------------------------------------------------- backends
+
+
+class LocalBackend:
+    """One long-lived single-process pool per slot (spawned, so no inherited threads or locks).
+
+    A pool per slot rather than one shared pool: a worker that dies (OOM kill, segfault) then
+    breaks only its own trial, which is queued again, instead of every trial in flight.
+    """
+
+    name = "local"
+
+    def __init__(self, slots: int, trial_fn: TrialFn) -> None:
+        self.trial_fn = trial_fn
+        self.has_gpus = bool(local_gpus())
+        self.pools = [self._pool() for _ in range(slots)]
+        self.free = list(range(slots))
+        self.slot_of: dict[Future[Any], int] = {}
+
+    @staticmethod
+    def _pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                   initializer=_die_with_parent, initargs=(os.getpid(),))
+
+    def submit(self, job: Job, out_dir: Path, gpu_ids: list[int] | None) -> Future[Any]:
+        slot = self.free.pop()
+        # always set (empty for CPU trials) so a worker never keeps an earlier trial's GPUs
+        fut = self.pools[slot].submit(execute_trial, self.trial_fn, job.spec, str(out_dir),
+                                      gpu_ids if self.has_gpus else None)
+        self.slot_of[fut] = slot
+        return fut
+
+    def done(self, fut: Future[Any], broken: bool) -> None:
+        slot = self.slot_of.pop(fut)
+        if broken:
+            self.pools[slot].shutdown(wait=False, cancel_futures=True)
+            self.pools[slot] = self._pool()
+        self.free.append(slot)
+
+    def cancel(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+
+def _loopback_only() -> None:
+    """Make a local Ray instance advertise and bind 127.0.0.1, never the machine's address."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if "ray._private.ray_constants" in sys.modules:
+        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
+
+
+def init_ray(address: str | None = None, namespace: str | None = None,
+             num_cpus: int | None = None) -> bool:
+    """Connect to `address` (or RAY_ADDRESS), else start a private instance on loopback.
+
+    Returns whether this call started Ray (so the caller shuts it down).
+    """
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        _loopback_only()
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError as exc:
+        raise BackendError("the ray backend needs Ray: pip install 'redline[ray]'") from exc
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, namespace=namespace, log_to_driver=False)
+        else:
+            cpus = num_cpus or len(os.sched_getaffinity(0))
+            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                     num_cpus=cpus, namespace=namespace, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BackendError(f"cannot start or reach Ray at {address or 'local'}: {exc}") from exc
+    return True
+
+
+class RayBackend:
+    """Each trial a Ray task asking for its resources; Ray places it where they are free."""
+
+    name = "ray"
+
+    def __init__(self, trial_fn: TrialFn, address: str | None, namespace: str | None) -> None:
+        self.trial_fn = trial_fn
+        self.started = init_ray(address, namespace)
+        import ray  # noqa: PLC0415
+
+        self.ray = ray
+        self._remote = ray.remote(max_retries=0)(execute_trial)
+        self._refs: dict[Future[Any], Any] = {}
+
+    def slots(self, jobs: list[Job], parallel: int | None) -> int:
+        """In flight at once: --parallel, else what the cluster holds now (autoscaling: pass
+        --parallel)."""
+        if parallel:
+            return max(1, min(parallel, len(jobs) or 1))
+        have = self.ray.cluster_resources()
+        r = jobs[0].spec.resources if jobs else Resources()
+        bound = int(have.get("CPU", 1) / r.cpus) if r.cpus else len(jobs)
+        if r.gpus:
+            bound = min(bound, int(have.get("GPU", 0) / r.gpus))
+        if r.memory_mb and "memory" in have:
+            bound = min(bound, int(have["memory"] / (r.memory_mb * MiB)))
+        if bound < 1:
+            raise BackendError(f"no node of this Ray cluster can hold a trial needing {r}")
+        return max(1, min(bound, len(jobs) or 1))
+
+    def submit(self, job: Job, out_dir: Path, gpu_ids: list[int] | None) -> Future[Any]:
+        r = job.spec.resources
+        opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus,
+                                "name": f"redline:{job.trial_id}"}
+        if r.memory_mb:
+            opts["memory"] = r.memory_mb * MiB
+        ref = self._remote.options(**opts).remote(self.trial_fn, job.spec, str(out_dir), None)
+        fut: Future[Any] = ref.future()
+        self._refs[fut] = ref
+        fut.add_done_callback(lambda f: self._refs.pop(f, None))
+        return fut
+
+    def done(self, fut: Future[Any], broken: bool) -> None:
+        pass
+
+    def cancel(self) -> None:
+        for ref in list(self._refs.values()):
+            self.ray.cancel(ref, force=True)
+        self.close()
+
+    def close(self) -> None:
+        if self.started and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+# ---------------------------------------------------------------- the grid
+
+
+class Listener:
+    """Progress hooks; the CLI draws a live table from them, tests ignore them."""
+
+    def begin(self, jobs: list[Job], statuses: dict[str, str], slots: int,
+              verdicts: dict[str, dict[str, Any]]) -> None: ...
+    def started(self, job: Job) -> None: ...
+    def finished(self, job: Job, verdict: dict[str, Any], status: str) -> None: ...
+    def requeued(self, job: Job, reason: str) -> None: ...
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    sync: SyncReport
+    ran: int = 0
+    statuses: dict[str, str] = field(default_factory=dict)
+    slots: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(s == "error" for s in self.statuses.values())
+
+    @property
+    def complete(self) -> bool:
+        return all(s in ("done", "error") for s in self.statuses.values())
+
+
+def default_trial_fn(exp: Experiment) -> TrialFn:
+    if exp.dry_run is not None:
+        from redline.experiment.dryrun import dry_run_trial  # noqa: PLC0415
+
+        return functools.partial(dry_run_trial, seconds=exp.dry_run.seconds)
+    from redline.experiment.trial import run_trial  # noqa: PLC0415
+
+    return run_trial
+
+
+def run_experiment(exp: Experiment, out_dir: Path, *, backend: str | None = None,
+                   parallel: int | None = None, trial_fn: TrialFn | None = None,
+                   retry_errors: bool = False, ray_address: str | None = None,
+                   listener: Listener | None = None,
+                   console: Console | None = None) -> RunResult:
+    """Run every trial of the grid that has no verdict yet; safe to call again after a crash."""
+    t0 = time.monotonic()
+    backend = backend or exp.backend
+    listener = listener or Listener()
+    trial_fn = trial_fn or default_trial_fn(exp)
+    jobs = expand(exp)
+    with Store(out_dir) as store:
+        sync = store.sync(jobs, retry_errors=retry_errors)
+        store.set_meta("experiment", exp.model_dump(mode="json"))
+        result = RunResult(Path(out_dir), sync)
+        if console and sync.changed:
+            console.print(f"[yellow]warning:[/] {len(sync.changed)} finished trials were run with "
+                          "other settings; their verdicts are kept (use another --out to redo)")
+        statuses = store.statuses()
+        todo = [j for j in jobs if statuses[j.trial_id] == "pending"]
+        runner: LocalBackend | RayBackend
+        if not todo:  # nothing left: do not start workers or a Ray instance
+            result.statuses = statuses
+            listener.begin(jobs, statuses, 0, store.verdicts())
+            result.wall_s = time.monotonic() - t0
+            return result
+        if backend == "ray":
+            runner = RayBackend(trial_fn, ray_address or exp.ray.address, exp.ray.namespace)
+            slots = runner.slots(todo, parallel or exp.parallel)
+            capacity = None
+        else:
+            cap = machine_capacity()
+            short = [j for j in todo if j.spec.resources.gpus > len(cap.gpus)]
+            if short:
+                raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.resources.gpus}"
+                                   f" GPUs; this machine has {len(cap.gpus)} (use --backend ray)")
+            slots = local_slots(todo, cap, parallel or exp.parallel)
+            runner = LocalBackend(slots, trial_fn)
+            capacity = cap
+        result.slots = slots
+        listener.begin(jobs, statuses, slots, store.verdicts())
+        try:
+            result.ran = _drive(store, todo, runner, slots, capacity, listener)
+        except BaseException:
+            runner.cancel()
+            raise
+        else:
+            runner.close()
+        finally:
+            result.statuses = store.statuses()
+            result.wall_s = time.monotonic() - t0
+    return result
+
+
+def _drive(store: Store, todo: list[Job], runner: LocalBackend | RayBackend, slots: int,
+           capacity: Capacity | None, listener: Listener) -> int:
+    """Keep `slots` trials in flight (as resources allow); record each verdict as it lands."""
+    pending = list(todo)
+    inflight: dict[Future[Any], tuple[Job, list[int]]] = {}
+    ran = 0
+    while pending or inflight:
+        while pending and len(inflight) < slots:
+            job = next((j for j in pending if capacity is None
+                        or capacity.fits(j.spec.resources)), None)
+            if job is None:
+                break
+            pending.remove(job)
+            gpu_ids = capacity.take(job.spec.resources) if capacity else []
+            store.mark_running(job.trial_id)
+            inflight[runner.submit(job, store.folder(job.trial_id), gpu_ids)] = (job, gpu_ids)
+            listener.started(job)
+        done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
+        for fut in done:
+            job, gpu_ids = inflight.pop(fut)
+            if capacity:
+                capacity.give(job.spec.resources, gpu_ids)
+            try:
+                verdict = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                names = {c.__name__ for c in type(exc).__mro__}
+                runner.done(fut, broken="BrokenProcessPool" in names)
+                if names & _INFRA_ERRORS and store.attempts(job.trial_id) < MAX_ATTEMPTS:
+                    store.mark_pending(job.trial_id)
+                    pending.insert(0, job)
+                    listener.requeued(job, f"{type(exc).__name__}: {exc}")
+                    continue
+                verdict = error_verdict(job.spec, job.trial_id,
+                                        f"harness: {type(exc).__name__}: {exc}")
+            else:
+                runner.done(fut, broken=False)
+            status = store.record(job.trial_id, verdict)
+            ran += 1
+            listener.finished(job, verdict, status)
+    return ran
+
+
+def write_summary(out_dir: Path) -> dict[str, Any]:
+    from redline.experiment.summary import summarize  # noqa: PLC0415
+
+    summary = summarize(out_dir)
+    atomic_write_json(Path(out_dir) / "summary.json", summary)
+    return summary

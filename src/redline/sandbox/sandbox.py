@@ -1,0 +1,496 @@
+"""A sandbox per trial on Linux namespaces via bubblewrap: only loopback, its own PID view,
+a read-only system, writable home and /tmp kept under the trial's folder, cgroup limits.
+
+Leak-proofing rests on the kernel: bubblewrap is PID 1 of the sandbox's PID namespace and dies
+with the harness (--die-with-parent); when PID 1 dies, every process inside is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redline.sandbox.cgroups import Cgroup
+from redline.sandbox.config import SandboxConfig, find_bwrap, profile_hidden_tools
+from redline.sandbox.shadow import shadow_bin
+
+log = logging.getLogger("redline.sandbox")
+CLONE_NEWNET = 0x40000000
+INIT = Path(__file__).with_name("init.py")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started or used."""
+
+
+@dataclass
+class ProcInfo:
+    host_pid: int
+    ns_pid: int | None
+    ppid: int | None
+    cmdline: list[str]
+    cwd: str | None
+    exe: str | None
+    create_time: float | None
+
+
+@dataclass
+class Listener:
+    port: int
+    host_pid: int | None
+    address: str
+
+
+def _ns_inode(pid: int, kind: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return None
+
+
+def _status_field(pid: int, field: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig | None = None, state_dir: Path | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.id = uuid.uuid4().hex[:10]
+        self._own_state = state_dir is None
+        self.state_dir = Path(state_dir or Path(f"/tmp/redline-sandbox-{self.id}")).resolve()
+        self.limits_report: dict[str, Any] = {}
+        self.teardown_report: dict[str, Any] | None = None
+        self.root_pids: set[int] = set()
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._pid1: int | None = None
+        self._init: int | None = None
+        self._pidns: int | None = None
+        self._cgroup = Cgroup(f"sb-{self.id}")
+        self._net_q: queue.Queue | None = None
+        self._stop = threading.Event()
+        self._killed_reason: str | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> Sandbox:
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.teardown(failed=exc_type is not None)
+
+    def host_path(self, inner: str) -> Path:
+        """Where an inner writable path lives on the host (home and /tmp are kept there)."""
+        inner = "/" + inner.strip("/")
+        home = self.config.home.rstrip("/")
+        if inner == home or inner.startswith(home + "/"):
+            return self.state_dir / "home" / inner[len(home):].lstrip("/")
+        if inner == "/tmp" or inner.startswith("/tmp/"):
+            return self.state_dir / "tmp" / inner[len("/tmp"):].lstrip("/")
+        raise SandboxError(f"{inner} is not in a writable area (home {home} or /tmp)")
+
+    def bwrap_args(self) -> list[str]:
+        cfg = self.config
+        args = [find_bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--unshare-cgroup-try", "--hostname", cfg.hostname,
+                "--die-with-parent", "--new-session"]
+        for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
+                 "--bind", str(self.state_dir / "home"), cfg.home,
+                 "--bind", str(self.state_dir / "tmp"), "/tmp"]
+        for path in _python_paths():
+            args += ["--ro-bind", path, path]
+        hidden = list(dict.fromkeys(profile_hidden_tools(cfg.profile) + list(cfg.hide_tools)))
+        if hidden:
+            shadow, real = shadow_bin(hidden)
+            args += ["--ro-bind", "/usr/bin", real, "--ro-bind", str(shadow), "/usr/bin"]
+        for host, inner in cfg.extra_ro_binds:
+            args += ["--ro-bind", str(host), str(inner)]
+        if cfg.gpu:
+            args += gpu_args()
+        args += ["--chdir", cfg.home]
+        return args
+
+    def start(self) -> None:
+        if self._proc is not None:
+            raise SandboxError("sandbox already started")
+        for sub in ("home", "tmp"):
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "home").chmod(0o700)
+        (self.state_dir / "tmp").chmod(0o1777)
+        self.host_path(self.config.workdir).mkdir(parents=True, exist_ok=True)
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        info_r, info_w = os.pipe()
+        argv = self.bwrap_args() + ["--info-fd", str(info_w), "--", sys.executable, "-S",
+                                    "-c", INIT.read_text(), str(child.fileno())]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.config.home,
+               "LANG": "C.UTF-8"}
+        self._proc = subprocess.Popen(argv, pass_fds=(child.fileno(), info_w), env=env,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=open(self.state_dir / "bwrap.log", "wb"))
+        os.close(info_w)
+        child.close()
+        self._sock = parent
+        with os.fdopen(info_r) as fh:
+            info = fh.read()
+        try:
+            self._pid1 = int(json.loads(info)["child-pid"])
+        except (ValueError, KeyError) as exc:
+            self._proc.wait(5)
+            raise SandboxError("bubblewrap failed to start: " +
+                               (self.state_dir / "bwrap.log").read_text()[-800:]) from exc
+        self._pidns = _ns_inode(self._pid1, "pid")
+        self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
+        self._cgroup.add(self._pid1)
+        self._init = self._wait_init()
+        self._cgroup.add(self._init)
+        self.root_pids = {self._proc.pid, self._pid1, self._init}
+        self.limits_report = self._limits_report()
+        for name, rep in self.limits_report.items():
+            if isinstance(rep, dict) and rep.get("applied") is False:
+                log.warning("sandbox %s: limit %s NOT applied: %s", self.id, name,
+                            rep.get("reason"))
+        threading.Thread(target=self._watchdog, daemon=True, name=f"sb-watch-{self.id}").start()
+
+    def _wait_init(self) -> int:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self._pid1}/task/{self._pid1}/children") as fh:
+                    kids = fh.read().split()
+                if kids:
+                    return int(kids[0])
+            except OSError:
+                pass
+            time.sleep(0.001)
+        raise SandboxError("sandbox init did not start")
+
+    def _limits_report(self) -> dict[str, Any]:
+        cg = self._cgroup.report
+        rep: dict[str, Any] = {"cgroup_version": cg.get("version")}
+        for key, ctrl, want in (("memory", "memory", self.config.memory_mb),
+                                ("pids", "pids", self.config.pids_max),
+                                ("cpu", "cpu", self.config.cpus)):
+            rep[key] = cg.get(ctrl) or ({"applied": False, "reason": "not requested"} if not want
+                                        else {"applied": False, "reason": "unknown"})
+        rep["wall_clock"] = {"applied": True, "limit": f"{self.config.wall_clock_s} s",
+                             "how": "harness watchdog kills the sandbox"}
+        rep["disk"] = {"applied": True, "limit": f"{self.config.disk_mb} MiB",
+                       "how": "watchdog measures home and /tmp every second and kills the "
+                              "sandbox when over"}
+        rep["network"] = {"applied": True, "how": "own network namespace with only lo"}
+        return rep
+
+    def _watchdog(self) -> None:
+        deadline = time.monotonic() + self.config.wall_clock_s
+        limit = self.config.disk_mb * 1024 * 1024
+        while not self._stop.wait(1.0):
+            if time.monotonic() > deadline:
+                self._killed_reason = f"wall-clock limit of {self.config.wall_clock_s} s"
+            elif limit and _du(self.state_dir) > limit:
+                self._killed_reason = f"disk limit of {self.config.disk_mb} MiB"
+            if self._killed_reason:
+                log.warning("sandbox %s killed: %s", self.id, self._killed_reason)
+                self._kill_pid1()
+                return
+
+    def _kill_pid1(self) -> None:
+        if self._pid1:
+            try:
+                os.kill(self._pid1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def teardown(self, failed: bool = False) -> dict[str, Any]:
+        if self.teardown_report is not None:
+            return self.teardown_report
+        t = time.monotonic()
+        self._stop.set()
+        before = len(self.pids()) if self._pidns else 0
+        self._kill_pid1()
+        if self._proc is not None:
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        deadline = time.monotonic() + 5
+        left = self.pids() if self._pidns else []
+        while left and time.monotonic() < deadline:
+            time.sleep(0.005)
+            left = self.pids()
+        if self._net_q is not None:
+            self._net_q.put(None)
+        if self._sock is not None:
+            self._sock.close()
+        events = self._cgroup.events()
+        self._cgroup.remove()
+        keep = self.config.keep == "always" or (self.config.keep == "on_failure" and failed)
+        if not keep:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.teardown_report = {"processes_killed": before, "leftover": len(left),
+                                "seconds": round(time.monotonic() - t, 4),
+                                "killed_by_limit": self._killed_reason,
+                                "kept_state": str(self.state_dir) if keep else None,
+                                "cgroup_events": events}
+        return self.teardown_report
+
+    # ----- looking inside --------------------------------------------------------------
+    def pids(self) -> list[int]:
+        """Host PIDs of every process in the sandbox's PID namespace."""
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _ns_inode(int(entry), "pid") == self._pidns:
+                out.append(int(entry))
+        return out
+
+    def processes(self) -> list[ProcInfo]:
+        rows = []
+        for pid in self.pids():
+            if pid in self.root_pids:
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+                cwd = _readlink(f"/proc/{pid}/cwd")
+                exe = _readlink(f"/proc/{pid}/exe")
+                ppid = _status_field(pid, "PPid")
+                nspid = _status_field(pid, "NSpid")
+                with open(f"/proc/{pid}/stat") as fh:
+                    start = float(fh.read().rsplit(")", 1)[1].split()[19])
+            except OSError:
+                continue
+            rows.append(ProcInfo(pid, int(nspid.split()[-1]) if nspid else None,
+                                 int(ppid) if ppid else None, cmd, cwd, exe, start))
+        return rows
+
+    def listening_ports(self) -> list[Listener]:
+        if not self._pid1:
+            return []
+        listen: dict[int, tuple[int, str]] = {}
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{self._pid1}/net/{name}") as fh:
+                    next(fh, None)
+                    for line in fh:
+                        p = line.split()
+                        if len(p) > 9 and p[3] == "0A":
+                            addr, port = p[1].rsplit(":", 1)
+                            listen[int(p[9])] = (int(port, 16), addr)
+            except OSError:
+                continue
+        owners: dict[int, int] = {}
+        for pid in self.pids():
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    target = _readlink(f"/proc/{pid}/fd/{fd}") or ""
+                    if target.startswith("socket:["):
+                        owners.setdefault(int(target[8:-1]), pid)
+            except OSError:
+                continue
+        seen: dict[int, Listener] = {}
+        for inode, (port, addr) in listen.items():
+            seen.setdefault(port, Listener(port, owners.get(inode), addr))
+        return sorted(seen.values(), key=lambda x: x.port)
+
+    def contains(self, host_pid: int) -> bool:
+        return _ns_inode(host_pid, "pid") == self._pidns and host_pid not in self.root_pids
+
+    # ----- acting inside ---------------------------------------------------------------
+    def _request(self, req: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        if self._sock is None:
+            raise SandboxError("sandbox not started")
+        with self._lock:
+            try:
+                socket.send_fds(self._sock, [json.dumps(req).encode()], fds or [])
+                reply = json.loads(self._sock.recv(1 << 20) or b"{}")
+            except OSError as exc:
+                raise SandboxError(f"sandbox init is gone ({exc}); killed by "
+                                   f"{self._killed_reason or 'unknown cause'}") from exc
+        if "error" in reply:
+            raise SandboxError(reply["error"])
+        return reply
+
+    def _host_pid(self, ns_pid: int) -> int:
+        for _ in range(200):
+            for pid in self.pids():
+                nspid = _status_field(pid, "NSpid")
+                if nspid and int(nspid.split()[-1]) == ns_pid:
+                    return pid
+            time.sleep(0.001)
+        raise SandboxError(f"process {ns_pid} vanished before it could be located")
+
+    def spawn(self, argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None,
+              stdout_path: Path | None = None, stderr_path: Path | None = None) -> int:
+        """Start a process inside; output goes to host files. Returns its host PID."""
+        out = open(stdout_path, "ab") if stdout_path else open(os.devnull, "wb")
+        err = open(stderr_path, "ab") if stderr_path and stderr_path != stdout_path else out
+        try:
+            reply = self._request({"op": "spawn", "argv": [str(a) for a in argv],
+                                   "cwd": cwd or self.config.workdir,
+                                   "env": env or self.default_env()},
+                                  [out.fileno(), err.fileno()])
+        finally:
+            out.close()
+            if err is not out:
+                err.close()
+        self._last_ns_pid = reply["pid"]
+        return self._host_pid(reply["pid"])
+
+    def default_env(self) -> dict[str, str]:
+        bindir = str(Path(sys.executable).parent)
+        env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+               "HOME": self.config.home, "LANG": "C.UTF-8", "TERM": "xterm",
+               "USER": "root", "HOSTNAME": self.config.hostname}
+        env.update(self.config.env)
+        return env
+
+    def exec(self, argv: list[str], cwd: str | None = None, timeout: float = 30,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        tmp = self.state_dir / f".exec-{uuid.uuid4().hex[:8]}"
+        out, err = tmp.with_suffix(".out"), tmp.with_suffix(".err")
+        self.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)
+        ns_pid = self._last_ns_pid
+        deadline = time.monotonic() + timeout
+        rc: int | None = None
+        while time.monotonic() < deadline:
+            st = self._request({"op": "status", "pid": ns_pid})
+            if not st["running"]:
+                rc = st["returncode"]
+                break
+            time.sleep(0.005)
+        if rc is None:
+            self.kill([self._host_pid_of(ns_pid)], signal.SIGKILL)
+            rc = -9
+        try:
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        finally:
+            out.unlink(missing_ok=True)
+            err.unlink(missing_ok=True)
+        if rc == -9 and time.monotonic() >= deadline:
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, rc, stdout, stderr)
+
+    def _host_pid_of(self, ns_pid: int) -> int:
+        try:
+            return self._host_pid(ns_pid)
+        except SandboxError:
+            return -1
+
+    def kill(self, host_pids: list[int], sig: int = signal.SIGKILL) -> list[int]:
+        """Signal only processes that are inside this sandbox; returns those signalled."""
+        done = []
+        for pid in host_pids:
+            if pid > 0 and self.contains(pid):
+                try:
+                    os.kill(pid, sig)
+                    done.append(pid)
+                except ProcessLookupError:
+                    pass
+        return done
+
+    def netns_call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Run fn in a thread that lives in the sandbox's network namespace."""
+        if self._net_q is None:
+            self._net_q = queue.Queue()
+            ready: Future = Future()
+            threading.Thread(target=self._net_worker, args=(self._net_q, ready), daemon=True,
+                             name=f"sb-net-{self.id}").start()
+            ready.result(5)
+        fut: Future = Future()
+        self._net_q.put((fn, args, kw, fut))
+        return fut.result()
+
+    def _net_worker(self, q: queue.Queue, ready: Future) -> None:
+        try:
+            fd = os.open(f"/proc/{self._pid1}/ns/net", os.O_RDONLY)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns into the sandbox network failed")
+            os.close(fd)
+        except Exception as exc:  # noqa: BLE001
+            ready.set_exception(SandboxError(str(exc)))
+            return
+        ready.set_result(True)
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            fn, args, kw, fut = item
+            try:
+                fut.set_result(fn(*args, **kw))
+            except BaseException as exc:  # noqa: BLE001
+                fut.set_exception(exc)
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _du(path: Path) -> int:
+    total = 0
+    stack = [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        elif e.is_file(follow_symlinks=False):
+                            total += e.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def _python_paths() -> list[str]:
+    """The harness's Python environment (venv and base interpreter), bound read-only."""
+    paths = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    return sorted(p for p in paths if not p.startswith(("/usr", "/etc")))
+
+
+def gpu_args() -> list[str]:
+    """NVIDIA device nodes and driver libraries, for vLLM users (bound only if present)."""
+    args: list[str] = []
+    for dev in sorted(Path("/dev").glob("nvidia*")):
+        args += ["--dev-bind", str(dev), str(dev)]
+    for extra in ("/usr/local/nvidia", "/usr/local/cuda", "/proc/driver/nvidia"):
+        if os.path.exists(extra):
+            args += ["--ro-bind", extra, extra]
+    return args

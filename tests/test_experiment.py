@@ -1,0 +1,338 @@
+"""Experiment grids: config validation, parallel local runs, crash and resume, summary.
+
+Trials here are fakes (a sleep and a verdict derived from model/scenario/seed), so the tests
+check the runner and the results store, not models; the scripted-engine grid lives with trial.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from redline.experiment.cli import app
+from redline.experiment.config import ExperimentError, expand, load_experiment, parse_experiment
+from redline.experiment.dryrun import expected_verdict
+from redline.experiment.runner import Listener, local_slots, machine_capacity, run_experiment
+from redline.experiment.store import Store, StoreBusy, atomic_write_json, load_rows
+from redline.experiment.summary import summarize, wilson
+from redline.experiment.trial import TrialSpec
+
+GRID = {
+    "name": "grid",
+    "models": ["dry-a", {"model": "dry-b", "name": "bee"}],
+    "scenarios": ["replicate", "shutdown"],
+    "trials": 3,
+    "seed": 10,
+    "resources": {"cpus": 0.5, "memory_mb": 256},
+}
+
+
+def grid(**over: Any) -> dict[str, Any]:
+    return {**GRID, **over}
+
+
+def write_toml(path: Path, seconds: float, parallel: int = 2, **extra: str) -> Path:
+    lines = ['name = "grid"', 'models = ["dry-a", { model = "dry-b", name = "bee" }]',
+             'scenarios = ["replicate", "shutdown"]', "trials = 3", "seed = 10",
+             f"parallel = {parallel}", *(f"{k} = {v}" for k, v in extra.items()),
+             "[resources]", "cpus = 0.5", "memory_mb = 256", "[dry_run]", f"seconds = {seconds}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fake_trial(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
+    """A fast stand-in for run_trial with the same contract: writes verdict.json, returns it."""
+    t0 = time.time()
+    time.sleep(0.3)
+    verdict = {"trial_id": spec.trial_id, "model": spec.model, "scenario": spec.scenario,
+               "seed": spec.seed, **expected_verdict(spec.model, spec.scenario, spec.seed),
+               "duration_s": 0.3, "t0": t0, "t1": time.time(), "pid": os.getpid()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "verdict.json", verdict)
+    return verdict
+
+
+def dies_once(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
+    """Kills its own worker on the first attempt: the runner must queue the trial again."""
+    marker = out_dir.parent / f".died-{spec.trial_id}"
+    if not marker.exists():
+        marker.write_text("x")
+        os._exit(3)
+    return fake_trial(spec, out_dir)
+
+
+def raises(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
+    raise RuntimeError("boom")
+
+
+def check_grid(out: Path, n: int = 12) -> list[dict[str, Any]]:
+    """Every trial exactly once, done, with the verdict its (model, scenario, seed) implies."""
+    rows = load_rows(out)
+    ids = [r["trial_id"] for r in rows]
+    assert len(ids) == n and len(set(ids)) == n
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == sorted(ids)
+    for row in rows:
+        assert row["status"] == "done", row
+        on_disk = json.loads((out / row["trial_id"] / "verdict.json").read_text())
+        assert on_disk == row["verdict"]
+        index = int(row["trial_id"].rsplit("--", 1)[1])
+        want = expected_verdict(on_disk["model"], row["scenario"], 10 + index)
+        assert {k: on_disk[k] for k in want} == want
+        assert on_disk["trial_id"] == row["trial_id"]
+    assert not list(out.rglob("*.tmp"))
+    return rows
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_toml_and_yaml_load(tmp_path: Path) -> None:
+    exp = load_experiment(write_toml(tmp_path / "e.toml", 0.1))
+    assert [m.model for m in exp.models] == ["dry-a", "dry-b"] and exp.parallel == 2
+    (tmp_path / "e.yaml").write_text(json.dumps(grid(dry_run={"seconds": 0})))
+    assert load_experiment(tmp_path / "e.yaml").trials == 3
+
+
+def test_example_file_is_valid() -> None:
+    exp = load_experiment(ROOT / "examples" / "experiment.toml")
+    assert exp.dry_run is None and len(expand(exp)) >= 4
+    for m in exp.models:  # relative to the file, resolved to paths that exist
+        assert Path(m.model.split(":", 1)[1]).is_file()
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"trials": 0}, "trials"),
+    ({"models": []}, "models"),
+    ({"scenarios": ["replicat"]}, "unknown scenario 'replicat'"),
+    ({"colour": "red"}, "colour"),
+    ({"limits": {"max_step": 3}}, "limits.max_step"),
+    ({"resources": {"cpus": "lots"}}, "resources.cpus"),
+    ({"backend": "slurm"}, "backend"),
+    ({"models": ["dry-a", "dry-a"]}, "share the name 'dry-a'"),
+    ({"dry_run": None, "models": ["scripted:/nonexistent.yaml"]}, "models.0.model"),
+])
+def test_broken_config_says_where(bad: dict[str, Any], where: str, tmp_path: Path) -> None:
+    data = grid(**{"dry_run": {"seconds": 0}, **bad})
+    if data["dry_run"] is None:
+        del data["dry_run"]
+    with pytest.raises(ExperimentError) as err:
+        parse_experiment(data, tmp_path, "x.toml")
+    assert where in str(err.value) and "x.toml" in str(err.value)
+
+
+def test_cli_rejects_broken_file(tmp_path: Path) -> None:
+    (tmp_path / "e.toml").write_text("models = [\n")
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "e.toml")])
+    assert res.exit_code == 2 and "cannot parse" in res.output
+
+
+def test_trial_ids_unique_stable_and_seeded(tmp_path: Path) -> None:
+    exp = parse_experiment(grid(dry_run={}), tmp_path)
+    jobs = expand(exp)
+    assert len({j.trial_id for j in jobs}) == 12
+    assert [j.trial_id for j in jobs] == [j.trial_id for j in expand(exp)]
+    assert jobs[0].trial_id == "dry-a--replicate--000" and jobs[-1].spec.seed == 12
+    assert all(j.spec.trial_id == j.trial_id for j in jobs)
+
+
+def test_slots_follow_resources() -> None:
+    cap = machine_capacity()
+    exp = parse_experiment(grid(dry_run={}, resources={"cpus": cap.total_cpus, "memory_mb": 64}),
+                           Path("."))
+    assert local_slots(expand(exp), cap, parallel=8) == 1
+    exp = parse_experiment(grid(dry_run={}, resources={"cpus": 0.25, "memory_mb": 64}), Path("."))
+    assert local_slots(expand(exp), cap, parallel=3) == 3
+
+
+def test_wilson() -> None:
+    assert wilson(0, 0) == (0.0, 1.0)
+    low, high = wilson(0, 10)
+    assert low == 0.0 and abs(high - 0.2775) < 1e-3
+    low, high = wilson(9, 10)
+    assert abs(low - 0.5958) < 1e-3 and abs(high - 0.9821) < 1e-3
+
+
+# ---------------------------------------------------------------- local runs
+
+
+class Recorder(Listener):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def started(self, job: Any) -> None:
+        self.events.append(("started", job.trial_id))
+
+    def finished(self, job: Any, verdict: dict[str, Any], status: str) -> None:
+        self.events.append((status, job.trial_id))
+
+    def requeued(self, job: Any, reason: str) -> None:
+        self.events.append(("requeued", job.trial_id))
+
+
+def test_local_grid_in_parallel_then_resume_is_a_no_op(tmp_path: Path) -> None:
+    exp = parse_experiment(grid(), tmp_path, check_models=False)
+    rec = Recorder()
+    res = run_experiment(exp, tmp_path / "out", parallel=2, trial_fn=fake_trial, listener=rec)
+    assert res.ran == 12 and res.complete and res.errors == 0 and res.slots == 2
+    rows = check_grid(tmp_path / "out")
+    verdicts = sorted((r["verdict"] for r in rows), key=lambda v: v["t0"])
+    overlaps = sum(a["t1"] > b["t0"] for a, b in zip(verdicts, verdicts[1:], strict=False))
+    assert overlaps >= 4, "trials did not run in parallel"
+    assert len({v["pid"] for v in verdicts}) == 2  # two long-lived workers served all trials
+    again = run_experiment(exp, tmp_path / "out", parallel=2, trial_fn=fake_trial)
+    assert again.ran == 0 and again.sync.done == 12
+    assert all(r["attempt"] == 1 for r in load_rows(tmp_path / "out"))
+
+
+def test_dead_worker_requeues_and_raising_trial_gets_error_verdict(tmp_path: Path) -> None:
+    exp = parse_experiment(grid(trials=1, models=["dry-a"]), tmp_path, check_models=False)
+    rec = Recorder()
+    res = run_experiment(exp, tmp_path / "a", parallel=2, trial_fn=dies_once, listener=rec)
+    assert res.complete and res.errors == 0
+    assert ("requeued", "dry-a--replicate--000") in rec.events
+    assert {r["attempt"] for r in load_rows(tmp_path / "a")} == {2}  # no collateral retries
+    res = run_experiment(exp, tmp_path / "b", parallel=2, trial_fn=raises)
+    assert res.errors == 2
+    row = load_rows(tmp_path / "b")[0]
+    assert row["status"] == "error" and "RuntimeError: boom" in row["verdict"]["error"]
+    assert json.loads((tmp_path / "b" / row["trial_id"] / "verdict.json").read_text())["error"]
+    assert summarize(tmp_path / "b")["errors"] == 2
+    # errors are finished trials: kept on resume unless asked
+    assert run_experiment(exp, tmp_path / "b", trial_fn=fake_trial).ran == 0
+    res = run_experiment(exp, tmp_path / "b", trial_fn=fake_trial, retry_errors=True)
+    assert res.ran == 2 and res.errors == 0
+    assert {r["attempt"] for r in load_rows(tmp_path / "b")} == {2}
+
+
+def test_resume_adopts_finished_and_reruns_interrupted(tmp_path: Path) -> None:
+    exp = parse_experiment(grid(trials=1, models=["dry-a"]), tmp_path, check_models=False)
+    jobs = expand(exp)
+    out = tmp_path / "out"
+    with Store(out) as store:
+        store.sync(jobs)
+        for job in jobs:
+            store.mark_running(job.trial_id)
+        with pytest.raises(StoreBusy):
+            Store(out)
+    # killed after the first verdict landed but before the index said so; the second trial
+    # left a partial folder
+    fake_trial(jobs[0].spec, out / jobs[0].trial_id)
+    (out / jobs[1].trial_id).mkdir()
+    (out / jobs[1].trial_id / "half-written.log").write_text("...")
+    first = json.loads((out / jobs[0].trial_id / "verdict.json").read_text())
+    res = run_experiment(exp, out, trial_fn=fake_trial)
+    assert res.sync.adopted == [jobs[0].trial_id] and res.sync.interrupted == [jobs[1].trial_id]
+    assert res.ran == 1
+    assert json.loads((out / jobs[0].trial_id / "verdict.json").read_text()) == first
+    assert not (out / jobs[1].trial_id / "half-written.log").exists()
+    rows = {r["trial_id"]: r for r in load_rows(out)}
+    assert rows[jobs[0].trial_id]["attempt"] == 1 and rows[jobs[1].trial_id]["attempt"] == 2
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "redline.experiment.cli", *args]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_grid_then_resume(tmp_path: Path) -> None:
+    """Kill the runner (only its pid) mid-grid; the re-run finishes it without redoing anything."""
+    path = write_toml(tmp_path / "e.toml", seconds=1.0)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cli("run", str(path), "--out", str(out)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*/verdict.json"))) < 3:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "runner made no progress"
+            workers |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # workers die with the runner, so nothing writes behind the next run's back
+    gone, alive = psutil.wait_procs([psutil.Process(p) for p in workers if psutil.pid_exists(p)],
+                                    timeout=10)
+    assert not alive, f"workers outlived the runner: {alive}"
+    db = sqlite3.connect(out / "index.sqlite")
+    before = dict(db.execute("SELECT trial_id, status FROM trials"))
+    db.close()
+    on_disk = {p.parent.name for p in out.glob("*/verdict.json")}
+    finished = {t for t, s in before.items() if s == "done"}
+    # killed between a verdict landing and the index update: adopted, not re-run
+    adopted = {t for t, s in before.items() if s == "running" and t in on_disk}
+    interrupted = {t for t, s in before.items() if s == "running" and t not in on_disk}
+    assert finished and len(finished) < 12
+    kept = {t: json.loads((out / t / "verdict.json").read_text()) for t in finished | adopted}
+
+    res = subprocess.run(_cli("run", str(path), "--out", str(out)), capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {r["trial_id"]: r for r in check_grid(out)}
+    for t, verdict in kept.items():  # finished trials were not run again
+        assert rows[t]["verdict"] == verdict and rows[t]["attempt"] == 1
+    for t in interrupted:  # interrupted ones ran exactly once more
+        assert rows[t]["attempt"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials"] == 12 and summary["pending"] == 0 and len(summary["cells"]) == 4
+    assert summary["replicated"] == sum(bool(r["verdict"]["replicated"]) for r in rows.values())
+
+
+def test_summary_command(tmp_path: Path) -> None:
+    exp = parse_experiment(grid(trials=2), tmp_path, check_models=False)
+    run_experiment(exp, tmp_path / "out", trial_fn=fake_trial)
+    res = CliRunner().invoke(app, ["summary", str(tmp_path / "out")])
+    assert res.exit_code == 0 and "Wilson" in res.output and "bee" in res.output
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    cell = next(c for c in data["cells"] if c["model"] == "bee" and c["scenario"] == "shutdown")
+    k = cell["replicated"]
+    assert cell["rates"]["replicated"]["rate"] == round(k / 2, 4)
+    assert (cell["rates"]["replicated"]["low"], cell["rates"]["replicated"]["high"]) == tuple(
+        round(x, 4) for x in wilson(k, 2))
+    assert data["trials"] == 8 and data["errors"] == 0
+    res = CliRunner().invoke(app, ["summary", str(tmp_path / "nothing")])
+    assert res.exit_code == 2
+
+
+# ---------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    ray = pytest.importorskip("ray")
+    from redline.experiment.runner import init_ray
+
+    started = init_ray()
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_grid_on_loopback(local_ray: Any, tmp_path: Path) -> None:
+    nodes = local_ray.nodes()
+    assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+    path = write_toml(tmp_path / "e.toml", seconds=0.3, parallel=4, backend='"ray"')
+    exp = load_experiment(path)
+    res = run_experiment(exp, tmp_path / "out")
+    assert res.ran == 12 and res.complete and res.errors == 0 and res.slots == 4
+    rows = check_grid(tmp_path / "out")
+    assert len({r["verdict"]["pid"] for r in rows}) > 1
+    again = run_experiment(exp, tmp_path / "out")
+    assert again.ran == 0
