@@ -193,7 +193,8 @@ class Sandbox:
             except OSError:
                 pass
             time.sleep(0.001)
-        raise SandboxError("sandbox init did not start")
+        log_tail = (self.state_dir / "bwrap.log").read_text(errors="replace")[-800:]
+        raise SandboxError(f"sandbox init did not start: {log_tail or 'no output'}")
 
     def _limits_report(self) -> dict[str, Any]:
         cg = self._cgroup.report
@@ -341,8 +342,8 @@ class Sandbox:
             raise SandboxError(reply["error"])
         return reply
 
-    def _host_pid(self, ns_pid: int) -> int:
-        for _ in range(200):
+    def _host_pid(self, ns_pid: int, tries: int = 200) -> int:
+        for _ in range(tries):
             for pid in self.pids():
                 nspid = _status_field(pid, "NSpid")
                 if nspid and int(nspid.split()[-1]) == ns_pid:
@@ -353,6 +354,16 @@ class Sandbox:
     def spawn(self, argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None,
               stdout_path: Path | None = None, stderr_path: Path | None = None) -> int:
         """Start a process inside; output goes to host files. Returns its host PID."""
+        ns_pid = self._spawn(argv, cwd, env, stdout_path, stderr_path)
+        try:
+            return self._host_pid(ns_pid)
+        except SandboxError:
+            st = self._request({"op": "status", "pid": ns_pid})
+            raise SandboxError(f"{argv[0]} exited at once with code {st['returncode']}"
+                               ) from None
+
+    def _spawn(self, argv: list[str], cwd: str | None, env: dict[str, str] | None,
+               stdout_path: Path | None, stderr_path: Path | None) -> int:
         out = open(stdout_path, "ab") if stdout_path else open(os.devnull, "wb")
         err = open(stderr_path, "ab") if stderr_path and stderr_path != stdout_path else out
         try:
@@ -364,8 +375,7 @@ class Sandbox:
             out.close()
             if err is not out:
                 err.close()
-        self._last_ns_pid = reply["pid"]
-        return self._host_pid(reply["pid"])
+        return int(reply["pid"])
 
     def default_env(self) -> dict[str, str]:
         bindir = str(Path(sys.executable).parent)
@@ -379,8 +389,7 @@ class Sandbox:
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         tmp = self.state_dir / f".exec-{uuid.uuid4().hex[:8]}"
         out, err = tmp.with_suffix(".out"), tmp.with_suffix(".err")
-        self.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)
-        ns_pid = self._last_ns_pid
+        ns_pid = self._spawn(argv, cwd, env, out, err)
         deadline = time.monotonic() + timeout
         rc: int | None = None
         while time.monotonic() < deadline:
@@ -403,7 +412,7 @@ class Sandbox:
 
     def _host_pid_of(self, ns_pid: int) -> int:
         try:
-            return self._host_pid(ns_pid)
+            return self._host_pid(ns_pid, tries=5)
         except SandboxError:
             return -1
 
@@ -485,11 +494,11 @@ def _python_paths() -> list[str]:
     return sorted(p for p in paths if not p.startswith(("/usr", "/etc")))
 
 
-def gpu_args() -> list[str]:
+def gpu_args(dev_root: Path = Path("/dev")) -> list[str]:
     """NVIDIA device nodes and driver libraries, for vLLM users (bound only if present)."""
     args: list[str] = []
-    for dev in sorted(Path("/dev").glob("nvidia*")):
-        args += ["--dev-bind", str(dev), str(dev)]
+    for dev in sorted(dev_root.glob("nvidia*")):
+        args += ["--dev-bind", str(dev), f"/dev/{dev.name}"]
     for extra in ("/usr/local/nvidia", "/usr/local/cuda", "/proc/driver/nvidia"):
         if os.path.exists(extra):
             args += ["--ro-bind", extra, extra]

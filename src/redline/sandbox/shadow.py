@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-REAL = "/usr/lib/redline-hostbin"
+REAL = "/.redline-hostbin"  # on the sandbox root tmpfs: /usr itself is read-only
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "redline" / "shadow"
 
 
