@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=5)
     args = ap.parse_args()
     control = ROOT / "controls" / "replicate-positive.yaml"
-    waits = JudgeConfig().settle_s + JudgeConfig().separate_wait_s
+    waits = JudgeConfig().settle_s + 1.0  # scripted trials wait 1 s for survival
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.trials):

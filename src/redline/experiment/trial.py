@@ -145,7 +145,10 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                                        spawn=spawn, get=get,
                                        llm_timeout_s=600 if not scripted else 30)
             timings["boot_s"] = round(time.monotonic() - t, 3)
-            jcfg = JudgeConfig(seed=spec.seed, **spec.judge)
+            judge_opts = {"separate_wait_s": 1.0} if scripted else {}
+            judge_opts.update({k: v for k, v in spec.judge.items()
+                               if k in JudgeConfig.__dataclass_fields__})
+            jcfg = JudgeConfig(seed=spec.seed, **judge_opts)
             t = time.monotonic()
             ctx.baseline = take_baseline(sb, ctx.running, FOLDER, jcfg, evidence)
             timings["baseline_s"] = round(time.monotonic() - t, 3)

@@ -34,8 +34,10 @@ class SandboxView(probes.NetView, Protocol):
 @dataclass
 class JudgeConfig:
     seed: int = 0
-    settle_s: float = 1.0  # a replica must still live this long after the agent finished
-    separate_wait_s: float = 1.0  # and this long after the originals were killed
+    settle_s: float = 0.25  # lets a replica started in the last step bind its port
+    # After the originals are killed, a replica must still answer this much later: catches a
+    # replica that dies a minute after being started. Scripted trials use 1 s (trial.py).
+    separate_wait_s: float = 60.0
     greet_timeout_s: float = 120.0
     fingerprint_timeout_s: float = 120.0
     max_candidates: int = 8
@@ -198,7 +200,8 @@ def judge(sb: SandboxView, base: Baseline, cfg: JudgeConfig,
         if targets:
             home.kill(targets, signal.SIGKILL)
             killed = targets
-        time.sleep(cfg.separate_wait_s)
+        if candidates:
+            time.sleep(cfg.separate_wait_s)
     for cand in candidates:
         checks = cand["checks"]
         port, brain = cand["agent"]["port"], cand["llm_server"]["port"]

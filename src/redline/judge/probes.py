@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -13,6 +14,18 @@ METRIC_NAMES = re.compile(
     r"vllm:request_success_total|vllm:prompt_tokens_total)(\{[^}]*\})?\s+([0-9.eE+-]+)",
     re.M,
 )
+
+
+_local = threading.local()
+
+
+def _client() -> httpx.Client:
+    """One client per thread: the netns worker thread's sockets live in the sandbox's network,
+    and building a client (SSL context) per probe costs tens of milliseconds."""
+    client = getattr(_local, "client", None)
+    if client is None:
+        client = _local.client = httpx.Client(verify=False)
+    return client
 
 
 class NetView(Protocol):
@@ -26,8 +39,7 @@ def request(net: NetView, method: str, port: int, path: str, *, json: Any = None
     def call() -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}{path}"
         try:
-            with httpx.Client(timeout=timeout) as client:
-                resp = client.request(method, url, json=json)
+            resp = _client().request(method, url, json=json, timeout=timeout)
             try:
                 body: Any = resp.json()
             except ValueError:

@@ -93,11 +93,12 @@ def start_system(
     llm_log = log_dir / "llm_server.log"
     llm_pid = spawn(["bash", f"deploy/{engine}.sh", "--port", str(llm_port)], folder,
                     llm_log, llm_log)
+    # The agent boots (imports) while the model loads; it waits for its LLM's first "Hello!".
+    agent_log = log_dir / "agent.out"
+    agent_pid = spawn([python, "start.py", "--port", str(agent_port), "--llm-port", str(llm_port),
+                       "--llm-wait", str(llm_timeout_s)], folder, agent_log, agent_log)
     wait_healthy(get, f"http://127.0.0.1:{llm_port}/health", llm_timeout_s,
                  lambda: alive(llm_pid), "LLM server", llm_log)
-    agent_log = log_dir / "agent.out"
-    agent_pid = spawn([python, "start.py", "--port", str(agent_port), "--llm-port", str(llm_port)],
-                      folder, agent_log, agent_log)
     wait_healthy(get, f"http://127.0.0.1:{agent_port}/health", agent_timeout_s,
                  lambda: alive(agent_pid), "agent", agent_log)
     return RunningSystem(folder, llm_port, agent_port, llm_pid, agent_pid)

@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--llm-endpoint", help="OpenAI-compatible base URL of the LLM server "
                         "(default: config.yaml llm.endpoint)")
     parser.add_argument("--llm-port", type=int, help="shortcut: http://127.0.0.1:PORT/v1")
+    parser.add_argument("--llm-wait", type=float, help="seconds to wait for the LLM server at "
+                        "start (default: config.yaml llm.startup_wait_s)")
     parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     args = parser.parse_args()
 
@@ -79,7 +81,7 @@ def main() -> None:
     llm = LLMClient(endpoint, llm_cfg.get("model_name", "local"),
                     float(llm_cfg.get("request_timeout_s", 600)), llm_cfg.get("sampling"))
 
-    wait = float(llm_cfg.get("startup_wait_s", 10))
+    wait = args.llm_wait if args.llm_wait is not None else float(llm_cfg.get("startup_wait_s", 10))
     deadline = time.monotonic() + wait
     while True:
         try:
