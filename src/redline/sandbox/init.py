@@ -19,11 +19,12 @@ CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 def reap(*_: object) -> None:
+    """Collect exit codes. Re-entrant: SIGCHLD may interrupt a reap already under way."""
     for pid, proc in list(CHILDREN.items()):
         rc = proc.poll()
         if rc is not None:
             STATUS[pid] = rc
-            del CHILDREN[pid]
+            CHILDREN.pop(pid, None)
 
 
 def handle(req: dict, fds: list[int]) -> dict:

@@ -395,7 +395,7 @@ class Sandbox:
         while time.monotonic() < deadline:
             st = self._request({"op": "status", "pid": ns_pid})
             if not st["running"]:
-                rc = st["returncode"]
+                rc = st["returncode"] if st["returncode"] is not None else -1
                 break
             time.sleep(0.005)
         if rc is None:
