@@ -18,11 +18,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from redline.sandbox import Sandbox, SandboxConfig
 from redline.sandbox import cgroups as cgroups_mod
-from redline.sandbox.sandbox import gpu_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +35,16 @@ def sh(sb: Sandbox, script: str, timeout: float = 30) -> subprocess.CompletedPro
     return sb.exec(["bash", "-c", script], timeout=timeout)
 
 
+def daemons(sb: Sandbox, argv: list[str], wait_s: float = 3.0) -> list[int]:
+    """Host PIDs running `argv` inside (a just-forked daemon may not have exec'd yet)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = [p.host_pid for p in sb.processes() if p.cmdline == argv]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
 def test_only_loopback_and_no_route_to_a_host_loopback_server(sandbox: Sandbox) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     port = server.server_port
@@ -44,6 +52,8 @@ def test_only_loopback_and_no_route_to_a_host_loopback_server(sandbox: Sandbox) 
     try:
         links = sh(sandbox, "ip -o link show | awk -F': ' '{print $2}'").stdout.split()
         assert links == ["lo"]
+        net = sh(sandbox, "ls /sys/class/net 2>/dev/null || echo absent").stdout.split()
+        assert net in (["lo"], ["absent"])
         r = sh(sandbox, f"curl -s -m 3 http://127.0.0.1:{port}/ >/dev/null; echo rc=$?")
         assert "rc=7" in r.stdout  # connection refused: nothing listens in the sandbox's lo
         # and the host can reach its own server, so the test itself is sound
@@ -67,17 +77,34 @@ def test_cannot_see_host_processes(sandbox: Sandbox) -> None:
 
 
 def test_cannot_read_or_write_checkout_or_host_home(sandbox: Sandbox) -> None:
-    secret = Path("/root") / f"redline-secret-{uuid.uuid4().hex}"
+    tag = uuid.uuid4().hex
+    secret = Path("/root") / f"redline-secret-{tag}"
     secret.write_text("host secret")
     try:
         r = sh(sandbox, f"cat {secret} 2>&1; ls {ROOT} 2>&1; cat {ROOT}/README.md 2>&1; "
-                        f"touch {ROOT}/escape 2>&1; touch /usr/escape 2>&1; echo done")
-        assert "host secret" not in r.stdout and "bash scripts/install.sh" not in r.stdout
-        assert not (ROOT / "escape").exists() and not Path("/usr/escape").exists()
+                        f"cat {ROOT}/pyproject.toml 2>&1; touch {ROOT}/escape 2>&1; "
+                        f"touch {ROOT}/.venv/escape 2>&1; touch /usr/escape 2>&1; "
+                        f"echo x > /root/escape-{tag}; ls /root; echo done")
+        assert "host secret" not in r.stdout and "[project]" not in r.stdout
+        assert f"redline-secret-{tag}" not in sh(sandbox, "ls -a /root").stdout  # nor listed
+        assert not (ROOT / "escape").exists() and not (ROOT / ".venv" / "escape").exists()
+        assert not Path("/usr/escape").exists()
+        assert not Path(f"/root/escape-{tag}").exists()  # /root inside is the trial's home
+        assert sandbox.host_path(f"/root/escape-{tag}").read_text() == "x\n"
         assert "Read-only file system" in r.stdout or "No such file" in r.stdout
         assert r.stdout.strip().endswith("done")
     finally:
         secret.unlink()
+
+
+def test_cannot_see_another_trial(tmp_path: Path) -> None:
+    with Sandbox(SandboxConfig(keep="never"), tmp_path / "a") as a, \
+            Sandbox(SandboxConfig(keep="never"), tmp_path / "b") as b:
+        sh(a, "echo mine > /root/agent/a.txt; echo t > /tmp/a.txt")
+        a.spawn(["sleep", "77"])
+        r = sh(b, f"ls /root/agent /tmp; cat {tmp_path}/a/home/agent/a.txt 2>/dev/null; "
+                  f"find /root /tmp /run /var /work -name a.txt 2>/dev/null; ps -eo args=")
+        assert "a.txt" not in r.stdout and "mine" not in r.stdout and "sleep 77" not in r.stdout
 
 
 def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path) -> None:
@@ -101,11 +128,12 @@ def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path) -> None:
 
 
 def test_memory_hog_is_killed_by_the_memory_limit(tmp_path: Path) -> None:
-    with Sandbox(SandboxConfig(memory_mb=128, keep="never"), tmp_path / "sb") as sb:
-        r = sb.exec(["python", "-c", "x = bytearray(512 * 1024 * 1024); print('got it')"],
+    with Sandbox(SandboxConfig(memory_mb=256, keep="never"), tmp_path / "sb") as sb:
+        r = sb.exec(["python", "-c", "x = bytearray(1024 ** 3); print('got it')"],
                     timeout=60)
         assert r.returncode != 0 and "got it" not in r.stdout
         report = sb.teardown()
+    assert r.returncode == -signal.SIGKILL  # the kernel's OOM killer, not a MemoryError
     assert "oom_kill 1" in report["cgroup_events"].get("memory.oom_control", "oom_kill 1")
 
 
@@ -113,11 +141,11 @@ def test_daemon_does_not_outlive_the_trial(tmp_path: Path) -> None:
     sb = Sandbox(SandboxConfig(keep="never"), tmp_path / "sb")
     sb.start()
     sh(sb, "setsid nohup sleep 1000 >/dev/null 2>&1 & disown; echo ok")
-    daemons = [p.host_pid for p in sb.processes() if p.cmdline[:2] == ["sleep", "1000"]]
-    assert len(daemons) == 1
+    found = daemons(sb, ["sleep", "1000"])
+    assert len(found) == 1
     report = sb.teardown()
     assert report["leftover"] == 0 and sb.pids() == []
-    assert not Path(f"/proc/{daemons[0]}").exists()
+    assert not Path(f"/proc/{found[0]}").exists()
 
 
 HARNESS = """
@@ -127,7 +155,11 @@ from redline.sandbox import Sandbox, SandboxConfig
 sb = Sandbox(SandboxConfig(keep="never"), Path(sys.argv[1]))
 sb.start()
 sb.exec(["bash", "-c", "setsid nohup sleep 1000 >/dev/null 2>&1 &"])
-pids = [p.host_pid for p in sb.processes() if p.cmdline[:2] == ["sleep", "1000"]]
+for _ in range(300):
+    pids = [p.host_pid for p in sb.processes() if p.cmdline[:2] == ["sleep", "1000"]]
+    if pids:
+        break
+    time.sleep(0.01)
 print(json.dumps({"daemons": pids, "all": sb.pids()}), flush=True)
 time.sleep(600)
 """
@@ -140,7 +172,7 @@ def test_nothing_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
     assert info["daemons"] and all(Path(f"/proc/{p}").exists() for p in info["all"])
     os.kill(harness.pid, signal.SIGKILL)
     harness.wait()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 2
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in info["all"]):
         time.sleep(0.05)
     assert not [p for p in info["all"] if Path(f"/proc/{p}").exists()]
@@ -178,17 +210,24 @@ def test_paper_profile_hides_netstat_lsof_ss(tmp_path: Path) -> None:
         assert "has-ss" in sh(sb, probe).stdout.split()
 
 
+def _until_empty(sb: Sandbox, limit_s: float) -> float:
+    t = time.monotonic()
+    while sb.pids() and time.monotonic() - t < limit_s:
+        time.sleep(0.05)
+    return time.monotonic() - t
+
+
 def test_wall_clock_and_disk_limits_kill_the_sandbox(tmp_path: Path) -> None:
     sb = Sandbox(SandboxConfig(wall_clock_s=1.0, keep="never"), tmp_path / "a")
     sb.start()
     sb.spawn(["sleep", "100"])
-    time.sleep(2.5)
+    assert 0.5 < _until_empty(sb, 4) < 3.5
     assert sb.pids() == [] and "wall-clock" in sb.teardown()["killed_by_limit"]
     sb = Sandbox(SandboxConfig(disk_mb=5, keep="never"), tmp_path / "b")
     sb.start()
     sb.spawn(["bash", "-c", "head -c 20000000 /dev/zero > /tmp/fill; sleep 100"])
-    time.sleep(3)
-    assert "disk" in sb.teardown()["killed_by_limit"]
+    _until_empty(sb, 4)
+    assert sb.pids() == [] and "disk" in sb.teardown()["killed_by_limit"]
 
 
 def test_harness_sees_listeners_and_reaches_them_through_the_netns(sandbox: Sandbox) -> None:
@@ -214,20 +253,3 @@ def test_state_is_kept_for_forensics_or_deleted(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(keep="never"), tmp_path / "gone") as sb:
         sh(sb, "echo x > /root/agent/note.txt")
     assert not (tmp_path / "gone").exists()
-
-
-def test_gpu_passthrough_arguments(tmp_path: Path) -> None:
-    for name in ("nvidia0", "nvidiactl", "nvidia-uvm"):
-        (tmp_path / name).touch()
-    args = gpu_args(tmp_path)
-    assert args[:3] == ["--dev-bind", str(tmp_path / "nvidia-uvm"), "/dev/nvidia-uvm"]
-    assert args.count("--dev-bind") == 3
-    cfg_args = Sandbox(SandboxConfig(gpu=True), tmp_path / "sb").bwrap_args()
-    assert "--unshare-net" in cfg_args and "--die-with-parent" in cfg_args
-
-
-def test_sandbox_exec_cli() -> None:
-    from redline.sandbox.cli import app
-
-    result = CliRunner().invoke(app, ["exec", "--", "bash", "-c", "echo hi; exit 3"])
-    assert "hi" in result.output and result.exit_code == 3

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "pids", "cpu")
+_swept = False
 
 
 def _v2() -> bool:
@@ -47,6 +49,7 @@ class Cgroup:
 
     def apply(self, memory_mb: int | None, pids_max: int | None, cpus: float | None) -> None:
         v2 = _v2()
+        sweep_stale()
         if v2:
             try:
                 (ROOT / "redline").mkdir(exist_ok=True)
@@ -103,3 +106,30 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.02)  # still has (dying) members
+
+
+def sweep_stale(min_age_s: float = 60.0) -> int:
+    """Remove empty cgroups left by harnesses that were SIGKILLed (their sandboxes died, their
+    cgroup folders stayed). Once per process; rmdir refuses a cgroup that still has members,
+    and young ones are skipped so a sandbox that is starting right now is never touched."""
+    global _swept
+    if _swept:
+        return 0
+    _swept = True
+    bases = [ROOT / "redline"] if _v2() else [ROOT / c / "redline" for c in CONTROLLERS]
+    removed = 0
+    now = time.time()
+    for base in bases:
+        try:
+            entries = list(base.glob("sb-*"))
+        except OSError:
+            continue
+        for path in entries:
+            try:
+                if now - path.stat().st_mtime < min_age_s or (path / "cgroup.procs").read_text():
+                    continue
+                os.rmdir(path)
+                removed += 1
+            except OSError:
+                continue
+    return removed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,11 +38,30 @@ def exec_(ctx: typer.Context,
 def shell(profile: str = typer.Option("standard", "--profile", help="sandbox profile")) -> None:
     """An interactive shell in a fresh sandbox (bubblewrap directly, with your terminal)."""
     from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+    from redline.sandbox.cgroups import Cgroup  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         sb = Sandbox(SandboxConfig(profile=profile, keep="never"), Path(tmp) / "sb")
         for sub in ("home/agent", "tmp"):
             (Path(tmp) / "sb" / sub).mkdir(parents=True, exist_ok=True)
+        cfg = sb.config
+        cg = Cgroup(f"sh-{sb.id}")
+        cg.apply(cfg.memory_mb, cfg.pids_max, cfg.cpus)
+        for name, rep in cg.report.items():
+            if isinstance(rep, dict) and not rep.get("applied"):
+                typer.echo(f"warning: limit {name} NOT applied: {rep.get('reason')}", err=True)
+        procs = [str(p / "cgroup.procs") for p in cg.paths.values()]
+
+        def enter_cgroup() -> None:  # in the child, before exec: bwrap starts limited
+            for f in procs:
+                with open(f, "w") as fh:
+                    fh.write(str(os.getpid()))
+
         args = [a for a in sb.bwrap_args() if a != "--new-session"]
-        env = sb.default_env()
-        os.execvpe(args[0], args + ["--", "/bin/bash", "-i"], env)
+        args[args.index("--chdir") + 1] = cfg.workdir
+        args += ["--", "/bin/bash", "-i"]
+        try:
+            rc = subprocess.call(args, env=sb.default_env(), preexec_fn=enter_cgroup)
+        finally:
+            cg.remove()
+    raise typer.Exit(rc)

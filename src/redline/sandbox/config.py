@@ -31,6 +31,11 @@ class SandboxConfig(BaseModel):
     home: str = "/root"
     workdir: str = "/root/agent"
     hostname: str = "localhost"
+    # "docker" is an optional backend, untested here (no engine); see redline.sandbox.docker.
+    backend: Literal["bubblewrap", "docker"] = "bubblewrap"
+    # Docker only: the image must run the harness's Python, which is bound in read-only at
+    # its host path, so pick one with the host's distribution (glibc at least as new).
+    docker_image: str = "debian:12"
 
     def model_post_init(self, _ctx: object) -> None:
         if self.profile not in PROFILES:

@@ -1,70 +1,150 @@
 """The sandbox's init (PID 2 under bubblewrap's PID 1): spawns what the harness asks for.
 
-Standard library only: it runs with the sandbox's Python before anything else exists. Every
-process in the sandbox descends from it, so all inherit its namespaces and cgroup. Requests come
-over an inherited socket (JSON, with stdout/stderr passed as file descriptors).
+Every process in the sandbox descends from it, so all inherit its namespaces and cgroup.
+Requests come over a socket (marshal-encoded dicts from the harness, with stdin/stdout/stderr
+passed as file descriptors): an inherited one (bubblewrap: argv[1] is its number) or a Unix
+socket path to connect to (Docker: argv[1] is the path). Replies are JSON, written by hand, so
+the harness never unmarshals bytes that came from inside the sandbox.
+
+It uses only built-in modules (no subprocess, json, socket or signal packages, which pull in
+re and enum): interpreter start plus this file is most of a sandbox's start time. When the
+harness goes away the socket reads empty and init exits, which ends the sandbox's PID
+namespace: a second line of defence besides --die-with-parent.
 """
 
-from __future__ import annotations
-
-import json
+import _signal
+import _socket
+import array
+import marshal
 import os
-import signal
-import socket
-import subprocess
 import sys
 
+SPAWNED: set[int] = set()
 STATUS: dict[int, int] = {}
-CHILDREN: dict[int, subprocess.Popen] = {}
+MAXFD = os.sysconf("SC_OPEN_MAX")
 
 
 def reap(*_: object) -> None:
     """Collect exit codes. Re-entrant: SIGCHLD may interrupt a reap already under way."""
-    for pid, proc in list(CHILDREN.items()):
-        rc = proc.poll()
-        if rc is not None:
-            STATUS[pid] = rc
-            CHILDREN.pop(pid, None)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        STATUS[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _enc(v: object) -> str:
+    if v is None or v is True or v is False:
+        return {None: "null", True: "true", False: "false"}[v]  # type: ignore[index]
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(_enc(str(k)) + ":" + _enc(x) for k, x in v.items()) + "}"
+    s = str(v)
+    return '"' + "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else
+                         "\\u%04x" % (ord(c) if ord(c) < 0x10000 else 0xFFFD) for c in s) + '"'
+
+
+def spawn(req: dict, fds: list[int]) -> dict:
+    got = dict(zip(req.get("fds") or ["stdout", "stderr"][:len(fds)], fds,
+                   strict=False))
+    null = os.open(os.devnull, os.O_RDWR)
+    err_r, err_w = os.pipe()  # close-on-exec: reads empty once the exec succeeded
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            for sig in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; programs expect default
+                if hasattr(_signal, sig):
+                    _signal.signal(getattr(_signal, sig), _signal.SIG_DFL)
+            out = got.get("stdout", null)
+            for target, fd in ((0, got.get("stdin", null)), (1, out), (2, got.get("stderr", out))):
+                os.dup2(fd, target)
+            os.closerange(3, err_w)
+            os.closerange(err_w + 1, MAXFD)
+            os.chdir(req.get("cwd") or "/")
+            argv = req["argv"]
+            env = req.get("env")
+            if env is None:
+                os.execvp(argv[0], argv)
+            os.execvpe(argv[0], argv, env)
+        except BaseException as exc:  # noqa: BLE001 - reported to the harness, then exit
+            os.write(err_w, f"{type(exc).__name__}: {exc}".encode(errors="replace"))
+        os._exit(127)
+    os.close(err_w)
+    for fd in (*fds, null):
+        os.close(fd)
+    SPAWNED.add(pid)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(err_r, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(err_r)
+    if chunks:
+        return {"error": b"".join(chunks).decode(errors="replace")}
+    return {"pid": pid}
 
 
 def handle(req: dict, fds: list[int]) -> dict:
     op = req.get("op")
     if op == "spawn":
-        out = fds[0] if fds else subprocess.DEVNULL
-        err = fds[1] if len(fds) > 1 else out
-        try:
-            proc = subprocess.Popen(req["argv"], cwd=req.get("cwd") or "/", env=req.get("env"),
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True)
-        except OSError as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            for fd in fds:
-                os.close(fd)
-        CHILDREN[proc.pid] = proc
-        return {"pid": proc.pid}
+        return spawn(req, fds)
+    for fd in fds:
+        os.close(fd)
     if op == "status":
         reap()
         pid = int(req["pid"])
-        return {"running": pid in CHILDREN, "returncode": STATUS.get(pid)}
+        return {"running": pid in SPAWNED and pid not in STATUS, "returncode": STATUS.get(pid)}
+    if op == "ping":
+        return {"pid": os.getpid()}
     return {"error": f"unknown op {op!r}"}
 
 
+def connect(arg: str) -> _socket.socket:
+    if arg.isdigit():
+        return _socket.socket(fileno=int(arg))
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    sock.connect(arg)
+    return sock
+
+
+def recv(sock: _socket.socket) -> tuple[bytes, list[int]]:
+    msg, anc, _flags, _addr = sock.recvmsg(1 << 20, _socket.CMSG_LEN(4 * 4))
+    fds = array.array("i")
+    for level, kind, data in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)
+
+
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    signal.signal(signal.SIGCHLD, reap)
+    sock = connect(sys.argv[1])
+    _signal.signal(_signal.SIGCHLD, reap)
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
+            msg, fds = recv(sock)
         except InterruptedError:
             continue
+        except OSError:
+            return
         if not msg:
             return  # the harness closed the socket: we are done
         try:
-            reply = handle(json.loads(msg), fds)
+            reply = handle(marshal.loads(msg), fds)
         except Exception as exc:  # noqa: BLE001 - a bad request must not kill init
             reply = {"error": f"{type(exc).__name__}: {exc}"}
-        sock.send(json.dumps(reply).encode())
+        try:
+            sock.send(_enc(reply).encode())
+        except OSError:
+            return
 
 
 if __name__ == "__main__":

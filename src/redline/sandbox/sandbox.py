@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import marshal
 import os
 import queue
 import shutil
@@ -28,11 +29,61 @@ from typing import Any
 
 from redline.sandbox.cgroups import Cgroup
 from redline.sandbox.config import SandboxConfig, find_bwrap, profile_hidden_tools
-from redline.sandbox.shadow import shadow_bin
+from redline.sandbox.shadow import shadow_args
 
 log = logging.getLogger("redline.sandbox")
 CLONE_NEWNET = 0x40000000
 INIT = Path(__file__).with_name("init.py")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    with open("/proc/stat") as fh:
+        for line in fh:
+            if line.startswith("btime"):
+                return float(line.split()[1])
+    return 0.0
+
+
+BOOT_TIME = _boot_time()
+
+
+class _Launcher:
+    """Starts bubblewrap from one thread that lives as long as the process.
+
+    --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that forked bubblewrap
+    exits, not the process: a sandbox started from a short-lived worker thread (a thread pool, a
+    Ray task) would die with that thread. Forking from this thread instead keeps the guarantee
+    tied to the harness process. Re-created after a fork (the child has no such thread).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._q: queue.Queue | None = None
+        self._pid = -1
+
+    def popen(self, argv: list[str], **kw: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._q is None or self._pid != os.getpid():
+                self._q, self._pid = queue.Queue(), os.getpid()
+                threading.Thread(target=self._run, args=(self._q,), daemon=True,
+                                 name="redline-sandbox-launcher").start()
+            q = self._q
+        fut: Future = Future()
+        q.put((argv, kw, fut))
+        return fut.result()
+
+    @staticmethod
+    def _run(q: queue.Queue) -> None:
+        while True:
+            argv, kw, fut = q.get()
+            try:
+                fut.set_result(subprocess.Popen(argv, **kw))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(exc)
+
+
+LAUNCHER = _Launcher()
 
 
 class SandboxError(RuntimeError):
@@ -41,6 +92,9 @@ class SandboxError(RuntimeError):
 
 @dataclass
 class ProcInfo:
+    """One process inside. create_time is unix seconds (as psutil gives); cwd is the inner
+    path; the parent chain is `Sandbox.parent_chain(host_pid)`."""
+
     host_pid: int
     ns_pid: int | None
     ppid: int | None
@@ -76,6 +130,16 @@ def _status_field(pid: int, field: str) -> str | None:
 
 
 class Sandbox:
+    """One sandbox; `Sandbox(SandboxConfig(backend="docker"), dir)` gives the Docker one."""
+
+    def __new__(cls, config: SandboxConfig | None = None, state_dir: Path | None = None
+                ) -> Sandbox:
+        if cls is Sandbox and config is not None and config.backend == "docker":
+            from redline.sandbox.docker import DockerSandbox  # noqa: PLC0415 (import cycle)
+
+            return super().__new__(DockerSandbox)
+        return super().__new__(cls)
+
     def __init__(self, config: SandboxConfig | None = None, state_dir: Path | None = None) -> None:
         self.config = config or SandboxConfig()
         self.id = uuid.uuid4().hex[:10]
@@ -114,6 +178,11 @@ class Sandbox:
             return self.state_dir / "tmp" / inner[len("/tmp"):].lstrip("/")
         raise SandboxError(f"{inner} is not in a writable area (home {home} or /tmp)")
 
+    @property
+    def hidden_tools(self) -> list[str]:
+        cfg = self.config
+        return list(dict.fromkeys(profile_hidden_tools(cfg.profile) + list(cfg.hide_tools)))
+
     def bwrap_args(self) -> list[str]:
         cfg = self.config
         args = [find_bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc",
@@ -130,10 +199,11 @@ class Sandbox:
                  "--bind", str(self.state_dir / "tmp"), "/tmp"]
         for path in _python_paths():
             args += ["--ro-bind", path, path]
-        hidden = list(dict.fromkeys(profile_hidden_tools(cfg.profile) + list(cfg.hide_tools)))
-        if hidden:
-            shadow, real = shadow_bin(hidden)
-            args += ["--ro-bind", "/usr/bin", real, "--ro-bind", str(shadow), "/usr/bin"]
+        # CPU topology only (thread-count heuristics read it); no /sys/class/net, so the host's
+        # interface names stay out of view.
+        args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+        if self.hidden_tools:
+            args += shadow_args(self.hidden_tools)
         for host, inner in cfg.extra_ro_binds:
             args += ["--ro-bind", str(host), str(inner)]
         if cfg.gpu:
@@ -142,25 +212,44 @@ class Sandbox:
         return args
 
     def start(self) -> None:
-        if self._proc is not None:
+        """Namespaces up, limits applied, init answering. Cleans up after itself on failure."""
+        if self._proc is not None or self._pid1 is not None:
             raise SandboxError("sandbox already started")
         for sub in ("home", "tmp"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.state_dir / "home").chmod(0o700)
         (self.state_dir / "tmp").chmod(0o1777)
         self.host_path(self.config.workdir).mkdir(parents=True, exist_ok=True)
+        try:
+            self._boot()
+        except BaseException:
+            self.teardown(failed=True)
+            raise
+        self.limits_report = self._limits_report()
+        for name, rep in self.limits_report.items():
+            if isinstance(rep, dict) and rep.get("applied") is False:
+                log.warning("sandbox %s: limit %s NOT applied: %s", self.id, name,
+                            rep.get("reason"))
+        threading.Thread(target=self._watchdog, daemon=True, name=f"sb-watch-{self.id}").start()
+
+    def _boot(self) -> None:
+        """bubblewrap up with init inside; init and PID 1 moved into the cgroup before the
+        harness can ask init to spawn anything."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = parent
         info_r, info_w = os.pipe()
-        argv = self.bwrap_args() + ["--info-fd", str(info_w), "--", sys.executable, "-S",
-                                    "-c", INIT.read_text(), str(child.fileno())]
+        argv = self.bwrap_args() + ["--info-fd", str(info_w), "--", sys.executable, "-I",
+                                    "-S", "-c", INIT.read_text(), str(child.fileno())]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.config.home,
                "LANG": "C.UTF-8"}
-        self._proc = subprocess.Popen(argv, pass_fds=(child.fileno(), info_w), env=env,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=open(self.state_dir / "bwrap.log", "wb"))
-        os.close(info_w)
-        child.close()
-        self._sock = parent
+        with open(self.state_dir / "bwrap.log", "wb") as log_fh:
+            try:
+                self._proc = LAUNCHER.popen(argv, pass_fds=(child.fileno(), info_w), env=env,
+                                            stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=log_fh)
+            finally:
+                os.close(info_w)
+                child.close()
         with os.fdopen(info_r) as fh:
             info = fh.read()
         try:
@@ -171,16 +260,12 @@ class Sandbox:
                                (self.state_dir / "bwrap.log").read_text()[-800:]) from exc
         self._pidns = _ns_inode(self._pid1, "pid")
         self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
-        self._cgroup.add(self._pid1)
+        # Only init joins the cgroup (every process inside descends from it); bubblewrap's
+        # PID 1 is a fixed-size reaper that forks nothing more.
         self._init = self._wait_init()
         self._cgroup.add(self._init)
         self.root_pids = {self._proc.pid, self._pid1, self._init}
-        self.limits_report = self._limits_report()
-        for name, rep in self.limits_report.items():
-            if isinstance(rep, dict) and rep.get("applied") is False:
-                log.warning("sandbox %s: limit %s NOT applied: %s", self.id, name,
-                            rep.get("reason"))
-        threading.Thread(target=self._watchdog, daemon=True, name=f"sb-watch-{self.id}").start()
+        self._request({"op": "ping"})  # ready means init answers
 
     def _wait_init(self) -> int:
         deadline = time.monotonic() + 5
@@ -188,10 +273,12 @@ class Sandbox:
             try:
                 with open(f"/proc/{self._pid1}/task/{self._pid1}/children") as fh:
                     kids = fh.read().split()
-                if kids:
-                    return int(kids[0])
-            except OSError:
-                pass
+            except OSError:  # kernel without CONFIG_PROC_CHILDREN
+                kids = [str(p) for p in self.pids() if _status_field(p, "PPid") == str(self._pid1)]
+            if kids:
+                return int(kids[0])
+            if self._proc is not None and self._proc.poll() is not None:
+                break  # bubblewrap gave up (a bad bind, say): its log says why
             time.sleep(0.001)
         log_tail = (self.state_dir / "bwrap.log").read_text(errors="replace")[-800:]
         raise SandboxError(f"sandbox init did not start: {log_tail or 'no output'}")
@@ -210,6 +297,10 @@ class Sandbox:
                        "how": "watchdog measures home and /tmp every second and kills the "
                               "sandbox when over"}
         rep["network"] = {"applied": True, "how": "own network namespace with only lo"}
+        rep["hidden_tools"] = self.hidden_tools
+        rep["backend"] = "bubblewrap"
+        rep["not_applied"] = sorted(k for k, v in rep.items()
+                                    if isinstance(v, dict) and v.get("applied") is False)
         return rep
 
     def _watchdog(self) -> None:
@@ -269,6 +360,8 @@ class Sandbox:
     # ----- looking inside --------------------------------------------------------------
     def pids(self) -> list[int]:
         """Host PIDs of every process in the sandbox's PID namespace."""
+        if self._pidns is None:
+            return []
         out = []
         for entry in os.listdir("/proc"):
             if entry.isdigit() and _ns_inode(int(entry), "pid") == self._pidns:
@@ -288,12 +381,24 @@ class Sandbox:
                 ppid = _status_field(pid, "PPid")
                 nspid = _status_field(pid, "NSpid")
                 with open(f"/proc/{pid}/stat") as fh:
-                    start = float(fh.read().rsplit(")", 1)[1].split()[19])
+                    ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
+                start = round(BOOT_TIME + ticks / CLK_TCK, 2)
             except OSError:
                 continue
             rows.append(ProcInfo(pid, int(nspid.split()[-1]) if nspid else None,
                                  int(ppid) if ppid else None, cmd, cwd, exe, start))
         return rows
+
+    def parent_chain(self, host_pid: int) -> list[ProcInfo]:
+        """Ancestors of a process inside, nearest first, up to (not including) the sandbox's
+        own init: who started whom (a replica started by the agent shows the agent here)."""
+        table = {p.host_pid: p for p in self.processes()}
+        chain: list[ProcInfo] = []
+        cur = table.get(host_pid)
+        while cur is not None and cur.ppid in table and len(chain) < 64:
+            cur = table[cur.ppid]
+            chain.append(cur)
+        return chain
 
     def listening_ports(self) -> list[Listener]:
         if not self._pid1:
@@ -333,7 +438,7 @@ class Sandbox:
             raise SandboxError("sandbox not started")
         with self._lock:
             try:
-                socket.send_fds(self._sock, [json.dumps(req).encode()], fds or [])
+                socket.send_fds(self._sock, [marshal.dumps(req)], fds or [])
                 reply = json.loads(self._sock.recv(1 << 20) or b"{}")
             except OSError as exc:
                 raise SandboxError(f"sandbox init is gone ({exc}); killed by "
@@ -363,18 +468,21 @@ class Sandbox:
                                ) from None
 
     def _spawn(self, argv: list[str], cwd: str | None, env: dict[str, str] | None,
-               stdout_path: Path | None, stderr_path: Path | None) -> int:
-        out = open(stdout_path, "ab") if stdout_path else open(os.devnull, "wb")
-        err = open(stderr_path, "ab") if stderr_path and stderr_path != stdout_path else out
+               stdout_path: Path | None, stderr_path: Path | None,
+               stdin_path: Path | None = None) -> int:
+        files = {"stdout": open(stdout_path, "ab") if stdout_path else open(os.devnull, "wb")}
+        if stderr_path and stderr_path != stdout_path:
+            files["stderr"] = open(stderr_path, "ab")
+        if stdin_path is not None:
+            files["stdin"] = open(stdin_path, "rb")
         try:
             reply = self._request({"op": "spawn", "argv": [str(a) for a in argv],
                                    "cwd": cwd or self.config.workdir,
-                                   "env": env or self.default_env()},
-                                  [out.fileno(), err.fileno()])
+                                   "env": env or self.default_env(), "fds": list(files)},
+                                  [f.fileno() for f in files.values()])
         finally:
-            out.close()
-            if err is not out:
-                err.close()
+            for f in files.values():
+                f.close()
         return int(reply["pid"])
 
     def default_env(self) -> dict[str, str]:
@@ -386,18 +494,29 @@ class Sandbox:
         return env
 
     def exec(self, argv: list[str], cwd: str | None = None, timeout: float = 30,
+             input: str | bytes | None = None,  # named as in subprocess.run
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run to completion inside; text output. Raises subprocess.TimeoutExpired."""
         tmp = self.state_dir / f".exec-{uuid.uuid4().hex[:8]}"
-        out, err = tmp.with_suffix(".out"), tmp.with_suffix(".err")
-        ns_pid = self._spawn(argv, cwd, env, out, err)
+        out, err, inp = tmp.with_suffix(".out"), tmp.with_suffix(".err"), None
+        if input is not None:
+            inp = tmp.with_suffix(".in")
+            inp.write_bytes(input.encode() if isinstance(input, str) else input)
+        try:
+            ns_pid = self._spawn(argv, cwd, env, out, err, inp)
+        finally:
+            if inp is not None:
+                inp.unlink(missing_ok=True)
         deadline = time.monotonic() + timeout
         rc: int | None = None
+        nap = 0.0005
         while time.monotonic() < deadline:
             st = self._request({"op": "status", "pid": ns_pid})
             if not st["running"]:
                 rc = st["returncode"] if st["returncode"] is not None else -1
                 break
-            time.sleep(0.005)
+            time.sleep(nap)
+            nap = min(nap * 2, 0.02)  # short commands answer fast, long ones poll gently
         if rc is None:
             self.kill([self._host_pid_of(ns_pid)], signal.SIGKILL)
             rc = -9

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from redline.scenarios.base import Scenario, TrialContext
 from redline.scenarios.chain import Chain
+from redline.scenarios.remote import Remote
 from redline.scenarios.replicate import Replicate
 from redline.scenarios.shutdown import Shutdown
 
-SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Replicate, Shutdown, Chain)}
+SCENARIOS: dict[str, type[Scenario]] = {
+    cls.name: cls for cls in (Replicate, Shutdown, Chain, Remote)}
 
 
 def get_scenario(name: str) -> Scenario:

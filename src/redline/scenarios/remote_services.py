@@ -7,7 +7,8 @@
   bound only to the target's veth address. `POST /exec` runs a bash command, `PUT /files`
   streams a file, `POST /tar` unpacks a tar stream (to copy a folder), `GET /files` reads one.
 
-Both append one JSON line per request to a log the harness reads as evidence. Their settings
+Both write one JSON line per request to stdout, a file on the host (out of the agent's reach)
+that the harness reads as evidence. Their settings
 come in a JSON file that is deleted once read, so the secrets are not left lying around.
 The file is copied into the sandbox and run as `python remote_services.py alloc|shell CONFIG`.
 """
@@ -48,8 +49,9 @@ class _Handler(BaseHTTPRequestHandler):
     def record(self, status: int, **fields: Any) -> None:
         row = {"ts": round(time.time(), 3), "method": self.command,
                "path": urllib.parse.urlsplit(self.path).path, "status": status, **fields}
-        with self.log_lock, open(self.cfg["log"], "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        with self.log_lock:  # stdout is a host file the sandbox cannot reach
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
 
     def reply(self, status: int, body: dict[str, Any], **log_fields: Any) -> None:
         data = (json.dumps(body, indent=1) + "\n").encode()
@@ -176,24 +178,25 @@ class ShellHandler(_Handler):
         self.reply(401, {"error": "invalid_token"}, event="bad_token")
         return False
 
-    def do_POST(self) -> None:  # noqa: N802
-        path = urllib.parse.urlsplit(self.path).path
-        if path not in ("/exec", "/tar"):
+    def route(self, routes: dict[str, Any]) -> None:
+        action = routes.get(urllib.parse.urlsplit(self.path).path)
+        if action is None:
             self.not_found()
         elif self.authorized():
-            self.exec() if path == "/exec" else self.untar()
+            try:
+                action()
+            except OSError as exc:  # a bad path or cwd is the caller's error, not a crash
+                self.close_connection = True  # the body may be half read
+                self.reply(400, {"error": f"{type(exc).__name__}: {exc}"}, event="error")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.route({"/exec": self.exec, "/tar": self.untar})
 
     def do_PUT(self) -> None:  # noqa: N802
-        if urllib.parse.urlsplit(self.path).path != "/files":
-            self.not_found()
-        elif self.authorized():
-            self.put_file()
+        self.route({"/files": self.put_file})
 
     def do_GET(self) -> None:  # noqa: N802
-        if urllib.parse.urlsplit(self.path).path != "/files":
-            self.not_found()
-        elif self.authorized():
-            self.get_file()
+        self.route({"/files": self.get_file})
 
     def exec(self) -> None:
         try:
@@ -314,7 +317,7 @@ def serve(kind: str, config_path: str) -> None:
     handler.cfg = cfg
     server = ThreadingHTTPServer((cfg["host"], int(cfg["port"])), handler)
     server.daemon_threads = True
-    print(f"{kind} service on {cfg['host']}:{cfg['port']}", flush=True)
+    print(f"{kind} service on {cfg['host']}:{cfg['port']}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 
