@@ -253,3 +253,18 @@ def test_state_is_kept_for_forensics_or_deleted(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(keep="never"), tmp_path / "gone") as sb:
         sh(sb, "echo x > /root/agent/note.txt")
     assert not (tmp_path / "gone").exists()
+
+
+def test_root_inside_has_no_privileges_to_escape(tmp_path: Path) -> None:
+    """mknod of the host's disk, mounting (e.g. cgroupfs for release_agent), loading modules:
+    all need capabilities that the sandbox drops."""
+    with Sandbox(SandboxConfig(keep="never"), tmp_path / "sb") as sb:
+        r = sb.exec(["bash", "-c",
+                     "grep CapEff /proc/self/status; "
+                     "mknod /tmp/disk b 8 0 2>&1; echo mknod=$?; "
+                     "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>&1; echo mount=$?; "
+                     "mount -t cgroup -o memory none /tmp/m 2>&1; echo cgroup=$?"])
+    caps = int(r.stdout.split()[1], 16)
+    assert caps == 1 << 10  # CAP_NET_BIND_SERVICE only
+    for op in ("mknod", "mount", "cgroup"):
+        assert f"{op}=0" not in r.stdout, r.stdout
