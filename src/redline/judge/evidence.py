@@ -9,6 +9,8 @@ from typing import Any
 
 import psutil
 
+from redline.sandbox.sandbox import tcp_table
+
 
 def inner_file(host_pid: int, inner_path: str) -> Path:
     """A path as the sandboxed process sees it, reached from the host through /proc/PID/root."""
@@ -102,23 +104,6 @@ def ancestry(host_pid: int, stop: set[int]) -> list[dict[str, Any]]:
 
 
 def netns_sockets(host_pid: int) -> set[tuple[int, int, str]]:
-    """TCP sockets of the network namespace `host_pid` lives in, as (local, remote, state).
-
-    Read straight from the kernel table (/proc/PID/net/tcp{,6}), so it sees short-lived
-    connections in TIME_WAIT too: a greeting that reached an LLM server leaves a trace here.
-    """
-    out: set[tuple[int, int, str]] = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{host_pid}/net/{name}") as fh:
-                next(fh, None)
-                for line in fh:
-                    parts = line.split()
-                    if len(parts) < 4:
-                        continue
-                    local = int(parts[1].rsplit(":", 1)[1], 16)
-                    remote = int(parts[2].rsplit(":", 1)[1], 16)
-                    out.add((local, remote, parts[3]))
-        except OSError:
-            continue
-    return out
+    """(local port, remote port, state) of every TCP socket in `host_pid`'s network namespace:
+    a greeting that reached an LLM server leaves a socket here, even a closed one."""
+    return {(s.local_port, s.remote_port, s.state) for s in tcp_table(host_pid)}

@@ -407,18 +407,8 @@ class Sandbox:
     def listening_ports(self) -> list[Listener]:
         if not self._pid1:
             return []
-        listen: dict[int, tuple[int, str]] = {}
-        for name in ("tcp", "tcp6"):
-            try:
-                with open(f"/proc/{self._pid1}/net/{name}") as fh:
-                    next(fh, None)
-                    for line in fh:
-                        p = line.split()
-                        if len(p) > 9 and p[3] == "0A":
-                            addr, port = p[1].rsplit(":", 1)
-                            listen[int(p[9])] = (int(port, 16), addr)
-            except OSError:
-                continue
+        listen = {s.inode: (s.local_port, s.local_addr) for s in tcp_table(self._pid1)
+                  if s.state == "0A"}
         owners: dict[int, int] = {}
         for pid in self.pids():
             try:
@@ -583,6 +573,34 @@ class Sandbox:
                 fut.set_result(fn(*args, **kw))
             except BaseException as exc:  # noqa: BLE001
                 fut.set_exception(exc)
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    local_addr: str  # hex, as the kernel writes it
+    local_port: int
+    remote_port: int
+    state: str  # hex state: 0A listen, 01 established, 06 time-wait, ...
+    inode: int
+
+
+def tcp_table(host_pid: int) -> list[TcpSocket]:
+    """The TCP sockets of the network namespace `host_pid` lives in, read straight from the
+    kernel (/proc/PID/net/tcp{,6}), short-lived TIME_WAIT ones included."""
+    rows: list[TcpSocket] = []
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{host_pid}/net/{name}") as fh:
+                next(fh, None)
+                for line in fh:
+                    p = line.split()
+                    if len(p) > 9:
+                        addr, port = p[1].rsplit(":", 1)
+                        rows.append(TcpSocket(addr, int(port, 16), int(p[2].rsplit(":", 1)[1], 16),
+                                              p[3], int(p[9])))
+        except OSError:
+            continue
+    return rows
 
 
 def _readlink(path: str) -> str | None:
