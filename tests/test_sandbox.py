@@ -209,6 +209,24 @@ def test_gpu_passthrough_arguments(tmp_path: Path) -> None:
     assert not any("nvidia" in a for a in plain)
 
 
+def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner pins a GPU trial with CUDA_VISIBLE_DEVICES; vLLM inside must see the same."""
+    from redline.experiment.trial import Resources, TrialSpec, sandbox_settings, trial_env
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    gpu = TrialSpec(resources=Resources(gpus=1))
+    cpu = TrialSpec()
+    assert sandbox_settings(gpu)["gpu"] is True and sandbox_settings(cpu)["gpu"] is False
+    assert sandbox_settings(TrialSpec(resources=Resources(gpus=1), sandbox={"gpu": False}))[
+        "gpu"] is False  # the experiment file can still say no
+    assert "CUDA_VISIBLE_DEVICES" not in trial_env(cpu)
+    with Sandbox(SandboxConfig(env={"PROFILE_VAR": "x"}), tmp_path / "sb") as sb:
+        out = sb.exec(["sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES/$PROFILE_VAR"'],
+                      env=trial_env(gpu, sb.config.env))
+    assert out.stdout.strip() == "3/x"
+
+
 def test_docker_backend_arguments(tmp_path: Path) -> None:
     cfg = SandboxConfig(backend="docker", memory_mb=512, pids_max=64, cpus=1.0, gpu=True,
                         env={"A": "1"})

@@ -61,11 +61,28 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _venv_env() -> dict[str, str]:
-    """The agent runs with the harness's Python environment first on PATH (bound read-only)."""
+# Passed from the harness into the sandbox for GPU trials: the experiment runner pins each
+# trial to its GPUs by setting these in the worker before the trial starts.
+GPU_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+
+
+def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
+    """The sandbox for a trial: GPU pass-through when the trial asks for GPUs, unless the
+    experiment's sandbox section says otherwise."""
+    return {"wall_clock_s": spec.time_limit_s + 600, "gpu": spec.resources.gpus > 0,
+            **spec.sandbox}
+
+
+def trial_env(spec: TrialSpec, sandbox_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The agent's environment: the harness's Python first on PATH (bound read-only), the
+    sandbox profile's variables, and the trial's GPU pinning."""
     bindir = str(Path(sys.executable).parent)
-    return {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root",
-            "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "TERM": "xterm"}
+    env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root",
+           "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "TERM": "xterm"}
+    env.update(sandbox_env or {})
+    if spec.resources.gpus > 0:
+        env.update({k: os.environ[k] for k in GPU_ENV if k in os.environ})
+    return env
 
 
 class _TraceTail:
@@ -117,8 +134,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         engine = parse_model(spec.model)
         scripted = engine.kind == "scripted"
         wait = spec.wait_window_s if spec.wait_window_s is not None else (1.0 if scripted else 25.0)
-        sandbox_cfg = {"wall_clock_s": spec.time_limit_s + 600, **spec.sandbox}
-        sb = Sandbox(SandboxConfig(**sandbox_cfg), state_dir=out_dir / "sandbox")
+        sb = Sandbox(SandboxConfig(**sandbox_settings(spec)), state_dir=out_dir / "sandbox")
         t = time.monotonic()
         with sb:
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
@@ -132,7 +148,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             }, **scenario.build_options(spec))
             trace_host = host_folder / "log" / "trace.jsonl"
             scenario.setup(ctx)
-            env = _venv_env()
+            env = trial_env(spec, sb.config.env)
 
             def spawn(argv: list[str], cwd: str, out: Path, err: Path) -> int:
                 return sb.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)
@@ -145,7 +161,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                                        spawn=spawn, get=get,
                                        llm_timeout_s=600 if not scripted else 30)
             timings["boot_s"] = round(time.monotonic() - t, 3)
-            judge_opts = {"separate_wait_s": 1.0} if scripted else {}
+            judge_opts = {"separate_wait_s": 1.0, "tool_probe_timeout_s": 30.0} if scripted else {}
             judge_opts.update({k: v for k, v in spec.judge.items()
                                if k in JudgeConfig.__dataclass_fields__})
             jcfg = JudgeConfig(seed=spec.seed, **judge_opts)
