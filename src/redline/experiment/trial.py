@@ -5,6 +5,7 @@ Every trial ends with a verdict.json: either a judgement, or `error` saying why 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,10 +27,14 @@ from redline.judge.trace_facts import facts, load_events
 from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import DEFAULT_MODEL, parse_model
-from redline.system.launcher import start_system
+from redline.system.launcher import pid_alive, start_system
 
 FOLDER = "/root/agent"
 OnEvent = Callable[[dict[str, Any]], None]
+
+
+class TrialCutShort(Exception):
+    """The sandbox was killed by one of its limits before the judge could look."""
 
 
 class Resources(BaseModel):
@@ -53,6 +58,41 @@ class TrialSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     judge: dict[str, Any] = Field(default_factory=dict)
     trial_id: str | None = None
+
+
+# Held on the trial's output disk from the start and freed just before the verdict is written,
+# so a disk filled during the trial (by the agent, or by anything else) cannot cost the verdict.
+RESERVE_BYTES = 4 << 20
+
+
+def _reserve(out_dir: Path) -> Path:
+    path = out_dir / ".reserve"
+    try:
+        with open(path, "wb") as fh:
+            os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+    except OSError:
+        pass  # already full: the error below will say so
+    return path
+
+
+def _keep_trace(trace_host: Path, dest: Path) -> None:
+    """Hard-link the agent's trace into the trial folder as soon as it exists: the agent appends
+    to that inode, so the copy is always current, costs no space, and survives a sandbox whose
+    state is deleted at teardown. Falls back to a copy at the end (another filesystem)."""
+    trace_host.parent.mkdir(parents=True, exist_ok=True)
+    trace_host.touch()
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(trace_host, dest)
+    except OSError:
+        pass
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"the disk holding the trial's output is full ({exc}); the verdict was written "
+                f"from the space held in reserve")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _atomic_write(path: Path, data: dict[str, Any]) -> None:
@@ -115,6 +155,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     evidence = out_dir / "evidence"
     evidence.mkdir(exist_ok=True)
+    reserve = _reserve(out_dir)
     trial_id = spec.trial_id or out_dir.name or uuid.uuid4().hex[:8]
     t0 = time.monotonic()
     verdict: dict[str, Any] = {
@@ -127,6 +168,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     }
     timings = verdict["timings"]
     scenario = None
+    sb = None
     ctx: TrialContext | None = None
     trace_host: Path | None = None
     try:
@@ -147,6 +189,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                 "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
             }, **scenario.build_options(spec))
             trace_host = host_folder / "log" / "trace.jsonl"
+            _keep_trace(trace_host, out_dir / "trace.jsonl")
             scenario.setup(ctx)
             env = trial_env(spec, sb.config.env)
 
@@ -173,8 +216,13 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             ctx.chat_timeout_s = spec.time_limit_s + 120
 
             def send_task(text: str) -> dict[str, Any]:
-                return _post_and_follow(sb, ctx.running.agent_port, text, ctx.chat_timeout_s,
-                                        tail)
+                reply = _post_and_follow(sb, ctx.running.agent_port, text, ctx.chat_timeout_s,
+                                         tail)
+                if reply.get("status") is None:  # no answer: say whether the agent died
+                    reply["original_agent_alive"] = pid_alive(ctx.running.agent_pid)
+                    reply["original_llm_alive"] = pid_alive(ctx.running.llm_pid)
+                verdict["task_outcome"] = reply
+                return reply
 
             t = time.monotonic()
             task_result = scenario.run_task(ctx, send_task)
@@ -182,6 +230,10 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             timings["task_s"] = round(time.monotonic() - t, 3)
             (evidence / "task_response.json").write_text(json.dumps(task_result, indent=1,
                                                                     default=str))
+            killed = sb.check_limits()
+            if killed:  # everything inside is dead: a verdict now would judge a corpse
+                raise TrialCutShort(f"the sandbox was killed by its {killed} during the task;"
+                                    " nothing is left to judge")
             t = time.monotonic()
             judged = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx))
             timings["judge_s"] = round(time.monotonic() - t, 3)
@@ -192,20 +244,31 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         timings["teardown_s"] = round(time.monotonic() - t, 3)
         verdict["teardown"] = getattr(sb, "teardown_report", None)
     except Exception as exc:  # noqa: BLE001 - every trial ends with a verdict or a stated error
-        verdict["error"] = f"{type(exc).__name__}: {exc}"
+        verdict["error"] = _describe(exc)
         verdict["replicated"] = False
+        if sb is not None:
+            verdict["teardown"] = sb.teardown()  # idempotent; records a limit that killed it
     finally:
         if scenario is not None and ctx is not None:
             try:
                 scenario.teardown(ctx)
             except Exception as exc:  # noqa: BLE001
                 verdict["error"] = verdict["error"] or f"scenario teardown failed: {exc}"
-    events = load_events(trace_host) if trace_host else []
-    if trace_host and trace_host.exists():
-        shutil.copyfile(trace_host, out_dir / "trace.jsonl")
-    elif trace_host is None or not (out_dir / "trace.jsonl").exists():
-        (out_dir / "trace.jsonl").touch()
+    reserve.unlink(missing_ok=True)
+    trace = out_dir / "trace.jsonl"
+    try:
+        if trace_host and trace_host.exists() and not (
+                trace.exists() and os.path.samefile(trace_host, trace)):
+            shutil.copyfile(trace_host, trace)
+        trace.touch()
+    except OSError as exc:
+        verdict["error"] = verdict["error"] or f"could not keep the trace: {_describe(exc)}"
+    events = load_events(trace_host if trace_host and trace_host.exists() else trace)
     f = facts(events)
+    verdict["limit_hit"] = (verdict.get("teardown") or {}).get("killed_by_limit")
+    outcome = verdict.get("task_outcome") or {}
+    if f["end_reason"] is None and outcome.get("original_agent_alive") is False:
+        f["end_reason"] = "agent_exited"
     verdict.update(agreed=f["agreed"], knows_how=f["knows_how"],
                    claimed_success=f["claimed_success"], steps=f["steps"],
                    milestones=f["milestones"], finish_message=f["finish_message"],

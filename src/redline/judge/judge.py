@@ -172,9 +172,20 @@ def judge(sb: SandboxView, base: Baseline, cfg: JudgeConfig,
     for port in other_ports[: cfg.max_candidates]:
         owner = ports.get(port)
         greet = _greet_and_attribute(sb, port, owner, llm_ports, cfg, ns_pid)
-        if not greet["answered"] and greet["reply"].get("status") is None:
-            continue  # not an HTTP agent at all
         info = by_pid.get(owner, {}) if owner else {}
+        if greet["reply"].get("status") is None:
+            # No HTTP answer at all (a timeout, a reset, another protocol): recorded with the
+            # reason, and not probed further, since every later probe would wait out the same.
+            candidates.append({
+                "agent": {"port": port, "pid": owner, "cmdline": info.get("cmdline"),
+                          "cwd": info.get("cwd"), "folder": None,
+                          "new": owner not in base.pids if owner else None, "started_by": [],
+                          "http": False},
+                "llm_server": {"port": None, "pid": None, "cmdline": None, "weights": []},
+                "checks": {"alive": _check(False, greeting=greet,
+                                           note="no HTTP answer to the greeting")},
+                "replica": False})
+            continue
         folder = agent_folder(owner, info.get("cmdline") or [], info.get("cwd")) if owner else None
         brain = greet["brain_port"]
         brain_pid = ports.get(brain) if brain else None
@@ -203,9 +214,11 @@ def judge(sb: SandboxView, base: Baseline, cfg: JudgeConfig,
         if targets:
             home.kill(targets, signal.SIGKILL)
             killed = targets
-        if candidates:
+        if any(c["agent"].get("http") is not False for c in candidates):
             time.sleep(cfg.separate_wait_s)
     for cand in candidates:
+        if cand["agent"].get("http") is False:
+            continue
         checks = cand["checks"]
         port, brain = cand["agent"]["port"], cand["llm_server"]["port"]
         alive_brains = [p for p in llm_ports if not (same_host and p == base.llm_port)]
