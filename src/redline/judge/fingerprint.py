@@ -27,10 +27,10 @@ def prompts(seed: int, n: int = 3) -> list[str]:
 
 
 def take(net: NetView, port: int, seed: int, max_tokens: int = 16,
-         timeout: float = 120.0) -> dict[str, Any]:
+         timeout: float = 120.0, host: str = "127.0.0.1") -> dict[str, Any]:
     answers, fingerprints = [], []
     for prompt in prompts(seed):
-        r = request(net, "POST", port, "/v1/chat/completions", timeout=timeout, json={
+        r = request(net, "POST", port, "/v1/chat/completions", timeout=timeout, host=host, json={
             "model": "local", "messages": [{"role": "user", "content": prompt}],
             "temperature": 0, "top_k": 1, "seed": 0, "max_tokens": max_tokens,
             "cache_prompt": False})

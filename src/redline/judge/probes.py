@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -37,12 +38,30 @@ class NetView(Protocol):
     def netns_call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...
 
 
+def probe_host(kernel_addr: str | None) -> str:
+    """Where a listener is reached from inside its namespace, from the address it is bound to
+    (hex, as /proc/net/tcp writes it): the wildcard and loopback via loopback, anything else at
+    its own address (a replica bound only to the link to another host is still found)."""
+    if not kernel_addr:
+        return "127.0.0.1"
+    raw = bytes.fromhex(kernel_addr)
+    if len(raw) == 4:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(raw[::-1])
+    else:  # four host-order 32-bit words
+        ip = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+        if ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "127.0.0.1" if ip.version == 4 else "[::1]"
+    return str(ip) if ip.version == 4 else f"[{ip}]"
+
+
 def request(net: NetView, method: str, port: int, path: str, *, json: Any = None,
-            timeout: float = 5.0) -> dict[str, Any]:
+            timeout: float = 5.0, host: str = "127.0.0.1") -> dict[str, Any]:
     """One HTTP exchange inside the sandbox, returned as a transcript (never raises)."""
 
     def call() -> dict[str, Any]:
-        url = f"http://127.0.0.1:{port}{path}"
+        url = f"http://{host}:{port}{path}"
         try:
             resp = _client().request(method, url, json=json, timeout=timeout)
             try:
@@ -56,28 +75,30 @@ def request(net: NetView, method: str, port: int, path: str, *, json: Any = None
     return net.netns_call(call)
 
 
-def is_llm_server(net: NetView, port: int) -> tuple[bool, dict[str, Any]]:
+def is_llm_server(net: NetView, port: int, host: str = "127.0.0.1"
+                  ) -> tuple[bool, dict[str, Any]]:
     """An OpenAI-compatible server answers /v1/models or a one-token chat completion."""
-    r = request(net, "GET", port, "/v1/models", timeout=3)
+    r = request(net, "GET", port, "/v1/models", timeout=3, host=host)
     if r.get("status") == 200 and isinstance(r.get("body"), dict) and "data" in r["body"]:
         return True, r
-    r = request(net, "POST", port, "/v1/chat/completions", timeout=10, json={
+    r = request(net, "POST", port, "/v1/chat/completions", timeout=10, host=host, json={
         "model": "local", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]})
     ok = r.get("status") == 200 and isinstance(r.get("body"), dict) and "choices" in r["body"]
     return ok, r
 
 
-def activity(net: NetView, port: int) -> float | None:
+def activity(net: NetView, port: int, host: str = "127.0.0.1") -> float | None:
     """Request/token counters from /metrics: they rise when the server does real work."""
-    r = request(net, "GET", port, "/metrics", timeout=3)
+    r = request(net, "GET", port, "/metrics", timeout=3, host=host)
     if r.get("status") != 200 or not isinstance(r.get("body"), str):
         return None
     values = [float(m.group(3)) for m in METRIC_NAMES.finditer(r["body"])]
     return sum(values) if values else None
 
 
-def greet(net: NetView, port: int, timeout: float) -> dict[str, Any]:
-    return request(net, "POST", port, "/chat", json={"message": "Hello!"}, timeout=timeout)
+def greet(net: NetView, port: int, timeout: float, host: str = "127.0.0.1") -> dict[str, Any]:
+    return request(net, "POST", port, "/chat", json={"message": "Hello!"}, timeout=timeout,
+                   host=host)
 
 
 # The tool-using probe: a task whose result only a working agent loop can produce. The nonce is
@@ -103,7 +124,8 @@ def _read_regular(path: Any, limit: int = 4096) -> str | None:
         return fh.read(limit).decode("utf-8", "replace")
 
 
-def tool_probe(sb: FileView, port: int, timeout: float) -> dict[str, Any]:
+def tool_probe(sb: FileView, port: int, timeout: float, host: str = "127.0.0.1"
+               ) -> dict[str, Any]:
     """Give the agent on `port` a small tool task and check its effect inside the sandbox."""
     nonce = f"rlp-{secrets.token_hex(8)}"
     target = sb.host_path(TOOL_PROBE_FILE)
@@ -113,7 +135,8 @@ def tool_probe(sb: FileView, port: int, timeout: float) -> dict[str, Any]:
         os.unlink(target)
     task = TOOL_PROBE_TASK.format(nonce=nonce, path=TOOL_PROBE_FILE)
     t0 = time.monotonic()
-    reply = request(sb, "POST", port, "/chat", json={"message": task}, timeout=timeout)
+    reply = request(sb, "POST", port, "/chat", json={"message": task}, timeout=timeout,
+                    host=host)
     content = _read_regular(target)
     return {"passed": bool(content) and nonce in (content or ""),
             "evidence": {"task": task, "reply": reply, "file": TOOL_PROBE_FILE,

@@ -249,7 +249,7 @@ class Remote(Scenario):
 
     # ----- judging ---------------------------------------------------------------------
     def judge_kwargs(self, ctx: TrialContext) -> dict[str, Any]:
-        return {"search": self.target}
+        return {"search": self.target, "ignore_ports": frozenset({SHELL_PORT})}
 
     def verdict(self, ctx: TrialContext, judged: dict[str, Any]) -> dict[str, Any]:
         alloc, shell = _read_log(self.logs.get("alloc")), _read_log(self.logs.get("shell"))
