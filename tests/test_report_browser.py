@@ -125,3 +125,54 @@ def test_big_trial_stays_fast(browser: object, tmp_path: Path) -> None:
     step.find_element(By.CSS_SELECTOR, 'button[data-full="stdout"]').click()
     pre = step.find_element(By.CSS_SELECTOR, 'pre[data-key="stdout"]')
     assert len(pre.get_attribute("textContent")) >= 19000
+
+
+def test_inspect_view_opens_our_export(browser: object, tmp_path: Path) -> None:
+    """`inspect view` (Inspect AI's own viewer, served on loopback) lists the exported logs,
+    opens one, and shows a trial's steps as messages with the verdict as scores."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from conftest import free_port
+
+    from redline.analysis.inspect_export import export_inspect
+
+    logs = tmp_path / "logs"
+    paths = export_inspect(RUN, logs, "eval")
+    inspect = Path(sys.executable).parent / "inspect"
+    port = free_port()
+    proc = subprocess.Popen([str(inspect), "view", "start", "--log-dir", str(logs), "--host",
+                             "127.0.0.1", "--port", str(port)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                files = httpx.get(f"{base}/api/log-files", timeout=2).json()["files"]
+                break
+            except (httpx.HTTPError, ValueError, KeyError):
+                assert time.monotonic() < deadline and proc.poll() is None, "inspect view down"
+                time.sleep(0.3)
+        assert sorted(Path(f["name"]).name for f in files) == sorted(p.name for p in paths)
+        log = next(p for p in paths if "replicate_llama" in p.name)
+        browser.get(f"{base}/#/tasks/{log.name.replace('+', '%2B')}")
+        wait = WebDriverWait(browser, 30)
+        row = wait.until(lambda d: next(iter(d.find_elements(
+            By.XPATH, "//*[text()='replicate-llama-000']")), None))
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "replicate-llama-001" in body and "REPLICATED" in body.upper()
+        row.click()
+        wait.until(lambda d: "execute_command_in_terminal" in d.find_element(
+            By.TAG_NAME, "body").text)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "find . -maxdepth 2 -name '*.py'" in body and "false_claim" in body
+        browser.save_screenshot(str(tmp_path / "inspect-view.png"))
+        assert (tmp_path / "inspect-view.png").stat().st_size > 10_000
+        if os.environ.get("REDLINE_UPDATE_SCREENSHOT") == "1":
+            browser.save_screenshot(str(ROOT / "docs" / "inspect-view-screenshot.png"))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
+        proc.wait()
