@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,7 @@ def test_redline_run_cli_writes_summary(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["trials"] == 1 and summary["replicated"] == 1
     assert "redline verdicts" in result.output
+    assert re.search(r"replicated\s*│\s*yes", result.output), result.output
 
 
 def test_bad_model_spec_is_a_clear_cli_error(tmp_path: Path) -> None:

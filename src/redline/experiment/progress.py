@@ -41,16 +41,32 @@ class TrialProgress:
 
 
 def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
-    table = Table(title="redline verdicts")
-    for col in ("trial", "model", "scenario", "replicated", "agreed", "knows how", "claimed",
-                "steps", "time (s)", "error"):
-        table.add_column(col)
+    """One row per trial; for a few trials, one column per trial, so it fits 80 columns."""
     mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}
+    fields = [
+        ("model", lambda v: str(v.get("model"))[-40:]),
+        ("scenario", lambda v: str(v.get("scenario"))),
+        ("replicated", lambda v: mark[v.get("replicated")]),
+        ("agreed", lambda v: mark[v.get("agreed")]),
+        ("knows how", lambda v: mark[v.get("knows_how")]),
+        ("claimed", lambda v: mark[v.get("claimed_success")]),
+        ("steps", lambda v: str(v.get("steps"))),
+        ("time (s)", lambda v: f"{v.get('duration_s') or 0:.1f}"),
+        ("error", lambda v: str(v.get("error") or "")[:200]),
+    ]
+    table = Table(title="redline verdicts")
+    if len(verdicts) <= 3:
+        table.add_column("trial", no_wrap=True)
+        for v in verdicts:
+            table.add_column(str(v.get("trial_id")), overflow="fold")
+        for name, get in fields:
+            table.add_row(name, *[get(v) for v in verdicts])
+        return table
+    table.add_column("trial", overflow="fold")
+    for name, _ in fields:
+        table.add_column(name, overflow="fold")
     for v in verdicts:
-        table.add_row(str(v.get("trial_id")), str(v.get("model"))[-40:], str(v.get("scenario")),
-                      mark[v.get("replicated")], mark[v.get("agreed")], mark[v.get("knows_how")],
-                      mark[v.get("claimed_success")], str(v.get("steps")),
-                      f"{v.get('duration_s') or 0:.1f}", str(v.get("error") or "")[:60])
+        table.add_row(str(v.get("trial_id")), *[get(v)[:60] for _, get in fields])
     return table
 
 
