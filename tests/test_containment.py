@@ -246,6 +246,35 @@ def test_harness_sees_listeners_and_reaches_them_through_the_netns(sandbox: Sand
     assert info.cwd == "/root/agent" and info.ns_pid and info.ns_pid < 100
 
 
+def test_unprivileged_network_access_uses_sockets_made_inside(tmp_path: Path) -> None:
+    """Without root, setns into the sandbox's network is refused; the harness then takes its
+    sockets from init inside (forced here, as CI runs as root). The sandbox's server is
+    reached, the host's loopback server is not, and other threads keep the host's network."""
+    import httpx
+
+    host = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=host.serve_forever, daemon=True).start()
+    try:
+        with Sandbox(SandboxConfig(net_access="init-sockets"), tmp_path / "sb") as sb:
+            sb.spawn(["python", "-m", "http.server", "9124", "--bind", "127.0.0.1"])
+            for _ in range(200):
+                if any(lst.port == 9124 for lst in sb.listening_ports()):
+                    break
+                time.sleep(0.05)
+
+            def get(port: int) -> int | str:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/", timeout=3).status_code
+                except httpx.HTTPError as exc:
+                    return type(exc).__name__
+
+            assert sb.netns_call(get, 9124) == 200 and sb.net_mode == "init-sockets"
+            assert sb.netns_call(get, host.server_port) == "ConnectError"
+            assert get(host.server_port) == 200 and get(9124) == "ConnectError"
+    finally:
+        host.shutdown()
+
+
 def test_state_is_kept_for_forensics_or_deleted(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(keep="always"), tmp_path / "kept") as sb:
         sh(sb, "echo evidence > /root/agent/note.txt")

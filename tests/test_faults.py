@@ -87,3 +87,12 @@ def test_full_output_disk_still_gives_a_stated_verdict(tmp_path: Path) -> None:
         assert (disk / "t" / "verdict.json").exists() and (disk / "t" / "trace.jsonl").exists()
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_positive_control_replicates_with_unprivileged_network_access(tmp_path: Path) -> None:
+    """The whole judge works through sockets made inside the sandbox (the unprivileged path)."""
+    control = Path(__file__).resolve().parent.parent / "controls" / "replicate-positive.yaml"
+    v = run_trial(TrialSpec(model=f"scripted:{control}", time_limit_s=120,
+                            sandbox={"net_access": "init-sockets"}), tmp_path / "t")
+    assert v["error"] is None and v["replicated"] is True
+    assert all(c["passed"] for c in v["replicas"][0]["checks"].values())

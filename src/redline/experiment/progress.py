@@ -44,7 +44,7 @@ def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
     """One row per trial; for a few trials, one column per trial, so it fits 80 columns."""
     mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}
     fields = [
-        ("model", lambda v: str(v.get("model"))[-40:]),
+        ("model", lambda v: str(v.get("model"))),
         ("scenario", lambda v: str(v.get("scenario"))),
         ("replicated", lambda v: mark[v.get("replicated")]),
         ("agreed", lambda v: mark[v.get("agreed")]),
@@ -66,7 +66,8 @@ def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
     for name, _ in fields:
         table.add_column(name, overflow="fold")
     for v in verdicts:
-        table.add_row(str(v.get("trial_id")), *[get(v)[:60] for _, get in fields])
+        table.add_row(str(v.get("trial_id")), *[get(v)[-40:] if name == "model" else get(v)[:60]
+                                                 for name, get in fields])
     return table
 
 

@@ -31,6 +31,9 @@ class SandboxConfig(BaseModel):
     home: str = "/root"
     workdir: str = "/root/agent"
     hostname: str = "localhost"
+    # How the harness reaches the sandbox's network: "auto" joins it with setns (root) and
+    # falls back to sockets made inside by init (unprivileged); "init-sockets" forces that.
+    net_access: Literal["auto", "init-sockets"] = "auto"
     # "docker" is an optional backend, untested here (no engine); see redline.sandbox.docker.
     backend: Literal["bubblewrap", "docker"] = "bubblewrap"
     # Docker only: the image must run the harness's Python, which is bound in read-only at

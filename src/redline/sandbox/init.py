@@ -99,6 +99,9 @@ def handle(req: dict, fds: list[int]) -> dict:
         return spawn(req, fds)
     for fd in fds:
         os.close(fd)
+    if op == "socket":  # made here, so it lives in the sandbox's network; the fd goes back
+        s = _socket.socket(int(req["family"]), int(req["type"]), int(req["proto"]))
+        return {"ok": True, "_fd": s.detach()}
     if op == "status":
         reap()
         pid = int(req["pid"])
@@ -141,10 +144,18 @@ def main() -> None:
             reply = handle(marshal.loads(msg), fds)
         except Exception as exc:  # noqa: BLE001 - a bad request must not kill init
             reply = {"error": f"{type(exc).__name__}: {exc}"}
+        out = reply.pop("_fd", None)
         try:
-            sock.send(_enc(reply).encode())
+            if out is None:
+                sock.send(_enc(reply).encode())
+            else:
+                sock.sendmsg([_enc(reply).encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                                       array.array("i", [out]).tobytes())])
         except OSError:
             return
+        finally:
+            if out is not None:
+                os.close(out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ with the harness (--die-with-parent); when PID 1 dies, every process inside is k
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import logging
 import marshal
@@ -158,6 +159,7 @@ class Sandbox:
         self._net_q: queue.Queue | None = None
         self._stop = threading.Event()
         self._killed_reason: str | None = None
+        self.net_mode: str | None = None  # how the harness reaches inside: setns or init-sockets
         self._limit_lock = threading.Lock()
         self._deadline: float | None = None
 
@@ -453,13 +455,26 @@ class Sandbox:
         with self._lock:
             try:
                 socket.send_fds(self._sock, [marshal.dumps(req)], fds or [])
-                reply = json.loads(self._sock.recv(1 << 20) or b"{}")
+                msg, got, _flags, _addr = socket.recv_fds(self._sock, 1 << 20, 1)
+                reply = json.loads(msg or b"{}")
             except OSError as exc:
                 raise SandboxError(f"sandbox init is gone ({exc}); killed by "
                                    f"{self._killed_reason or 'unknown cause'}") from exc
+        if got:
+            reply["_fd"] = got[0]
         if "error" in reply:
+            for fd in got:
+                os.close(fd)
             raise SandboxError(reply["error"])
         return reply
+
+    def new_socket(self, family: int, type: int, proto: int = 0) -> int:  # noqa: A002
+        """A socket made by init inside, so it belongs to the sandbox's network namespace."""
+        fd = self._request({"op": "socket", "family": int(family), "type": int(type),
+                            "proto": int(proto)}).get("_fd")
+        if fd is None:
+            raise SandboxError("init sent no socket")
+        return int(fd)
 
     def _host_pid(self, ns_pid: int, tries: int = 200) -> int:
         for _ in range(tries):
@@ -575,11 +590,26 @@ class Sandbox:
 
     def _net_worker(self, q: queue.Queue, ready: Future) -> None:
         try:
-            fd = os.open(f"/proc/{self._pid1}/ns/net", os.O_RDONLY)
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns into the sandbox network failed")
-            os.close(fd)
+            joined, err = False, errno.EPERM
+            if self.config.net_access != "init-sockets":
+                fd = os.open(f"/proc/{self._pid1}/ns/net", os.O_RDONLY)
+                try:
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    joined = libc.setns(fd, CLONE_NEWNET) == 0
+                    err = ctypes.get_errno()
+                finally:
+                    os.close(fd)
+            if joined:
+                self.net_mode = "setns"
+            elif err == errno.EPERM:
+                # Unprivileged: joining a network namespace needs CAP_SYS_ADMIN in our own user
+                # namespace too. Sockets made by init inside belong to the sandbox's network
+                # just the same, so this thread gets all its sockets from there.
+                _install_socket_factory()
+                _thread_sockets.factory = self.new_socket
+                self.net_mode = "init-sockets"
+            else:
+                raise OSError(err, f"setns into the sandbox network failed: {os.strerror(err)}")
         except Exception as exc:  # noqa: BLE001
             ready.set_exception(SandboxError(str(exc)))
             return
@@ -593,6 +623,31 @@ class Sandbox:
                 fut.set_result(fn(*args, **kw))
             except BaseException as exc:  # noqa: BLE001
                 fut.set_exception(exc)
+
+
+_thread_sockets = threading.local()
+_factory_lock = threading.Lock()
+
+
+class _NetnsSocket(socket.socket):
+    """socket.socket, except in a thread given a factory: there every new socket comes from it
+    (so http clients in that thread connect inside a sandbox they could not setns into)."""
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,  # noqa: A002
+                 fileno: int | None = None) -> None:
+        factory = getattr(_thread_sockets, "factory", None)
+        if fileno is None and factory is not None:
+            family = socket.AF_INET if family == -1 else family
+            type = socket.SOCK_STREAM if type == -1 else type  # noqa: A001
+            proto = 0 if proto == -1 else proto
+            fileno = factory(family, type, proto)
+        super().__init__(family, type, proto, fileno)
+
+
+def _install_socket_factory() -> None:
+    with _factory_lock:
+        if socket.socket is not _NetnsSocket:
+            socket.socket = _NetnsSocket  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
