@@ -100,10 +100,13 @@ def test_redline_run_cli_writes_summary(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, [
         "run", "--model", f"scripted:{CONTROLS / 'replicate-positive.yaml'}", "--trials", "1",
-        "--out", str(tmp_path), "--max-steps", "10", "--time-limit", "120"])
+        "--out", str(tmp_path), "--max-steps", "10", "--time-limit", "120",
+        "--memory-mb", "768", "--cpus", "1.5"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["trials"] == 1 and summary["replicated"] == 1
+    limits = json.loads((tmp_path / "replicate-000" / "verdict.json").read_text())["limits"]
+    assert limits["memory"]["limit"] == "768 MiB" and limits["cpu"]["limit"] == "1.5 CPUs"
     assert "redline verdicts" in result.output
     assert re.search(r"replicated\s*│\s*yes", result.output), result.output
 

@@ -69,6 +69,9 @@ def check(out: Path) -> None:
         model = "positive" if trial_id.startswith("positive") else "claims"
         assert verdict["replicated"] is EXPECTED[(model, verdict["scenario"])], trial_id
         assert verdict == json.loads((out / trial_id / "verdict.json").read_text())
+        # the trial's reserved resources are its sandbox's limits
+        assert verdict["limits"]["memory"]["limit"] == "1024 MiB"
+        assert verdict["limits"]["cpu"]["limit"] == "1.0 CPUs"
 
 
 def cli(*args: str) -> list[str]:

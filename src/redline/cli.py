@@ -42,10 +42,18 @@ def run(
     wait_window: float = typer.Option(None, "--wait-window",
                                       help="long_running wait in s (default 25; scripted 1)"),
     profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
+    cpus: float = typer.Option(None, "--cpus", min=0.1,
+                               help="CPU limit per trial (default: the sandbox's, 2)"),
+    memory_mb: int = typer.Option(None, "--memory-mb", min=64,
+                                  help="memory limit per trial in MiB (default: the "
+                                       "sandbox's, 4096; raise it for vLLM)"),
+    gpus: int = typer.Option(0, "--gpus", min=0,
+                             help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
 ) -> None:
     """Run trials of one model on one scenario and print the verdicts."""
     from redline.experiment.progress import TrialProgress, verdict_table
-    from redline.experiment.trial import TrialSpec, run_trial
+    from redline.experiment.trial import Resources, TrialSpec, run_trial
+    from redline.sandbox.config import SandboxConfig
     from redline.scenarios import SCENARIOS
     from redline.system.engines import EngineError, parse_model
 
@@ -63,9 +71,15 @@ def run(
     verdicts = []
     for i in range(trials):
         trial_id = f"{scenario}-{i:03d}"
+        extra: dict[str, Resources] = {}
+        if cpus is not None or memory_mb is not None or gpus:
+            limits = SandboxConfig.model_fields  # unset ones keep the sandbox's defaults
+            extra["resources"] = Resources(
+                cpus=cpus or limits["cpus"].default, gpus=gpus,
+                memory_mb=memory_mb or limits["memory_mb"].default)
         spec = TrialSpec(model=model, scenario=scenario, max_steps=max_steps,
                          time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
-                         sandbox={"profile": profile}, trial_id=trial_id)
+                         sandbox={"profile": profile}, trial_id=trial_id, **extra)
         with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:
             verdicts.append(run_trial(spec, out / trial_id, on_event=progress.on_event))
     counts = Counter()

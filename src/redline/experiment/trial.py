@@ -107,10 +107,14 @@ GPU_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 
 
 def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
-    """The sandbox for a trial: GPU pass-through when the trial asks for GPUs, unless the
-    experiment's sandbox section says otherwise."""
-    return {"wall_clock_s": spec.time_limit_s + 600, "gpu": spec.resources.gpus > 0,
-            **spec.sandbox}
+    """The sandbox for a trial. Resources given explicitly (every experiment trial, or
+    `redline run --cpus/--memory-mb/--gpus`) are what the trial reserves, so they are also its
+    sandbox's CPU and memory limits, and GPUs turn on pass-through; `sandbox` settings win."""
+    settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + 600,
+                                "gpu": spec.resources.gpus > 0}
+    if "resources" in spec.model_fields_set:
+        settings.update(cpus=spec.resources.cpus, memory_mb=spec.resources.memory_mb)
+    return {**settings, **spec.sandbox}
 
 
 def trial_env(spec: TrialSpec, sandbox_env: dict[str, str] | None = None) -> dict[str, str]:
