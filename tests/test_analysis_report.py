@@ -6,7 +6,6 @@ import json
 import math
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -169,9 +168,7 @@ def test_script_breakout_is_escaped(tmp_path: Path) -> None:
 def test_big_trial_report(tmp_path: Path) -> None:
     tb, verdict = big_trial()
     write_trial(tmp_path / "run", "big-000", tb, verdict)
-    t0 = time.monotonic()
-    path = build_report(tmp_path / "run")
-    assert time.monotonic() - t0 < 30
+    path = build_report(tmp_path / "run")  # its speed: bench/bench_report.py
     trials = load_run(tmp_path / "run")
     assert len(trials[0].steps) == 200
     assert path.stat().st_size < 20_000_000
