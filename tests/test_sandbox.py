@@ -220,7 +220,7 @@ def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
     assert sandbox_settings(gpu)["gpu"] is True and sandbox_settings(cpu)["gpu"] is False
     assert sandbox_settings(TrialSpec(resources=Resources(gpus=1), sandbox={"gpu": False}))[
         "gpu"] is False  # the experiment file can still say no
-    assert "CUDA_VISIBLE_DEVICES" not in trial_env(cpu)
+    assert "CUDA_VISIBLE_DEVICES" not in trial_env(cpu, {})
     # resources a trial reserves are its sandbox's limits; without them, the sandbox defaults
     assert "memory_mb" not in sandbox_settings(cpu) and "cpus" not in sandbox_settings(cpu)
     small = TrialSpec(resources=Resources(cpus=0.5, memory_mb=512))
@@ -229,7 +229,7 @@ def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
         "memory_mb"] == 900
     with Sandbox(SandboxConfig(env={"PROFILE_VAR": "x"}), tmp_path / "sb") as sb:
         out = sb.exec(["sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES/$PROFILE_VAR"'],
-                      env=trial_env(gpu, sb.config.env))
+                      env=trial_env(gpu, sb.default_env()))
     assert out.stdout.strip() == "3/x"
 
 

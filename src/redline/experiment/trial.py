@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 import uuid
@@ -117,13 +116,10 @@ def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
     return {**settings, **spec.sandbox}
 
 
-def trial_env(spec: TrialSpec, sandbox_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The agent's environment: the harness's Python first on PATH (bound read-only), the
-    sandbox profile's variables, and the trial's GPU pinning."""
-    bindir = str(Path(sys.executable).parent)
-    env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root",
-           "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "TERM": "xterm"}
-    env.update(sandbox_env or {})
+def trial_env(spec: TrialSpec, base: dict[str, str]) -> dict[str, str]:
+    """The agent's environment: the sandbox's own (`Sandbox.default_env`: the harness's Python
+    first on PATH, the profile's variables), unbuffered output, and the trial's GPU pinning."""
+    env = {**base, "PYTHONUNBUFFERED": "1"}
     if spec.resources.gpus > 0:
         env.update({k: os.environ[k] for k in GPU_ENV if k in os.environ})
     return env
@@ -195,7 +191,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             trace_host = host_folder / "log" / "trace.jsonl"
             _keep_trace(trace_host, out_dir / "trace.jsonl")
             scenario.setup(ctx)
-            env = trial_env(spec, sb.config.env)
+            env = trial_env(spec, sb.default_env())
 
             def spawn(argv: list[str], cwd: str, out: Path, err: Path) -> int:
                 return sb.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)

@@ -312,11 +312,6 @@ class Sandbox:
                                     if isinstance(v, dict) and v.get("applied") is False)
         return rep
 
-    @property
-    def killed_reason(self) -> str | None:
-        """Which limit killed the sandbox, if one did."""
-        return self._killed_reason
-
     def check_limits(self) -> str | None:
         """Measure the wall-clock and disk limits now and kill the sandbox if one is exceeded.
 
