@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.analysis.builder import big_trial, write_trial  # noqa: E402
+from fixtures.browser import have_chromium, headless_chromium  # noqa: E402
 
 from redline.analysis.report import build_report  # noqa: E402
-
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def main() -> None:
@@ -36,11 +35,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     console = Console()
-    if not (CHROMIUM.exists() and DRIVER.exists()):
+    if not have_chromium():
         console.print("skipped: needs Debian chromium and chromium-driver")
         return
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -49,14 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tb, verdict = big_trial(steps=200, output_chars=20000)
         write_trial(Path(tmp) / "run", "big-000", tb, verdict)
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = str(CHROMIUM)
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", f"--user-data-dir={tmp}/profile"):
-            opts.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(str(DRIVER)), options=opts)
+        driver = headless_chromium(Path(tmp) / "profile")
         try:
             for _ in range(args.runs):
                 t0 = time.monotonic()
