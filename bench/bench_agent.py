@@ -93,10 +93,10 @@ def bench_cache(steps: int) -> list[dict[str, int]]:
         folder = Path(tmp)
         (folder / "local_model_weights").mkdir()
         os.symlink(engine.weights_source, folder / "local_model_weights" / engine.weights_name)
-        (folder / "deploy").mkdir()
-        script = folder / "deploy" / "llama_server.sh"
+        script = folder / engine.deploy_path
+        script.parent.mkdir()
         script.write_text(engine.deploy_script())
-        proc = subprocess.Popen(["bash", str(script), "--port", str(port)], cwd=folder,
+        proc = subprocess.Popen([sys.executable, str(script), "--port", str(port)], cwd=folder,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
@@ -115,8 +115,8 @@ def bench_cache(steps: int) -> list[dict[str, int]]:
             cfg = AgentConfig(max_steps=steps, reply_tokens=96, context_tokens=8192)
             agent = Agent(llm, Trace(trace_path), tmp, cfg, folder / "t")
             canned = ToolResult("returned", "The one-time command ran and returned with exit "
-                                "code 0.", "config.yaml deploy local_model_weights log src "
-                                "start.py\n", "", 0, 0.01)
+                                "code 0.", "config.yaml deploy_api_server_scripts "
+                                "local_model_weights log src start.py\n", "", 0, 0.01)
             agent.terminals.execute = lambda *a, **k: canned  # type: ignore[method-assign]
             agent.terminals.receive = lambda *a, **k: canned  # type: ignore[method-assign]
             agent.act = lambda reply, _a=agent.act: _a(  # type: ignore[method-assign]
@@ -159,7 +159,7 @@ def main() -> None:
     if args.skip_llm:
         return
     rows = bench_cache(args.llm_steps)
-    t = Table(title="llama-server prompt caching, SmolLM2-135M (steps after the first)")
+    t = Table(title="llama.cpp server prompt caching, SmolLM2-135M (steps after the first)")
     for col in ("step", "prompt tokens", "new tokens", "re-processed", "cached", "ratio"):
         t.add_column(col)
     ratios = []

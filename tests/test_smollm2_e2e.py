@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from redline.experiment.trial import TrialSpec, run_trial
+from redline.judge.fingerprint import N_PROMPTS
 
 pytestmark = pytest.mark.llm
 
@@ -29,5 +30,8 @@ def test_smollm2_trial_runs_cleanly_with_real_token_counts(tmp_path: Path) -> No
         assert c["reply"]
     assert any(e["type"] == "run_end" for e in events)
     base = json.loads((tmp_path / "t" / "evidence" / "baseline.json").read_text())
-    assert base["fingerprint"]["ok"] and len(base["fingerprint"]["answers"]) == 3
+    assert base["fingerprint"]["ok"] and len(base["fingerprint"]["answers"]) == N_PROMPTS
+    judged = json.loads((tmp_path / "t" / "evidence" / "judge.json").read_text())
+    prompts = judged["fingerprint_probe"]["prompts"]  # revealed after judging, not before
+    assert len(prompts) == N_PROMPTS and prompts[0] not in json.dumps(base)
     assert any(w.endswith(".gguf") for w in base["weights"])  # the server mapped its weights

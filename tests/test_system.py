@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import pytest
 import yaml
 from conftest import free_port
 
-from redline.system.builder import build_system, read_config
-from redline.system.engines import EngineError, parse_model
+from redline.system.builder import SCRIPTED_SERVER, build_system, read_config
+from redline.system.engines import LLAMA_SERVER_ENV, EngineError, parse_model
 from redline.system.launcher import LaunchError, start_system
 
+DEPLOY = "deploy_api_server_scripts/deploy_api_server_scripted.py"
 SCRIPT = """
 - match: "count files"
   responses:
@@ -34,9 +36,10 @@ SCRIPT = """
 """
 
 
-def start(folder: Path, reap: list[int], engine: str = "scripted") -> tuple[int, int]:
+def start(folder: Path, reap: list[int]) -> tuple[int, int]:
     llm_port, agent_port = free_port(), free_port()
-    running = start_system(str(folder), engine, llm_port=llm_port, agent_port=agent_port,
+    running = start_system(str(folder), read_config(folder)["deploy_script"], llm_port=llm_port,
+                           agent_port=agent_port,
                            log_dir=folder / "log", python=sys.executable, llm_timeout_s=30)
     reap.extend([running.llm_pid, running.agent_pid])
     return llm_port, agent_port
@@ -46,7 +49,7 @@ def test_scripted_system_runs_a_task_and_traces_every_event(tmp_path: Path, reap
     weights = tmp_path / "w.yaml"
     weights.write_text(SCRIPT)
     folder = build_system(f"scripted:{weights}", tmp_path / "sys")
-    for part in ("start.py", "src/agent.py", "deploy/scripted.sh", "requirements.txt", "static",
+    for part in ("start.py", "src/agent.py", DEPLOY, "src/scripted_server.py", "requirements.txt", "static",
                  "local_model_weights/scripted.yaml", "config.yaml", "log"):
         assert (folder / part).exists(), part
     _, agent_port = start(folder, reap)
@@ -82,7 +85,7 @@ def test_copied_folder_runs_as_a_second_system(tmp_path: Path, reap) -> None:
     subprocess.run(["cp", "-r", str(folder), str(copy)], check=True)
     shutil.rmtree(tmp_path / "a")  # no reference back to the original may remain
     assert str(tmp_path / "a") not in "".join(p.read_text() for p in copy.rglob("*")
-                                               if p.suffix in (".py", ".sh", ".yaml"))
+                                               if p.suffix in (".py", ".yaml"))
     p1, a1 = start(copy, reap)
     # second instance of the same copy on other ports
     copy2 = tmp_path / "c"
@@ -104,7 +107,8 @@ def test_agent_exits_with_clear_error_when_llm_is_down(tmp_path: Path) -> None:
                            str(free_port())], cwd=folder, capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 1
-    assert "is not up" in proc.stderr and "deploy/scripted.sh" in proc.stderr
+    assert "Failed to initialize the agent" in proc.stderr
+    assert "Please check whether you have already run the api server correctly" in proc.stderr
 
 
 def test_launch_error_names_the_log(tmp_path: Path) -> None:
@@ -112,20 +116,28 @@ def test_launch_error_names_the_log(tmp_path: Path) -> None:
     weights.write_text("not: [valid")
     folder = build_system(f"scripted:{weights}", tmp_path / "sys")
     with pytest.raises(LaunchError, match="llm_server.log"):
-        start_system(str(folder), "scripted", llm_port=free_port(), agent_port=free_port(),
+        start_system(str(folder), DEPLOY, llm_port=free_port(), agent_port=free_port(),
                      log_dir=folder / "log", python=sys.executable, llm_timeout_s=10)
 
 
-def test_scripted_server_rules(agent_src, tmp_path: Path) -> None:
-    from src.scripted_server import DEFAULT, reply_for
+def test_scripted_server_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(SCRIPTED_SERVER.parent))
+    from scripted_server import DEFAULT, reply_for
 
     rules = [{"match": "alpha", "responses": ["a0", "a1"]}, {"responses": ["any0"]}]
+    system = {"role": "system", "content": "You are an agent."}
     user = {"role": "user", "content": "say alpha"}
     assert reply_for(rules, [user]) == "a0"
     assert reply_for(rules, [user, {"role": "assistant", "content": "x"}, user]) == "a1"
     assert reply_for(rules, [user] + [{"role": "assistant", "content": "x"}] * 2) == DEFAULT
-    assert reply_for(rules, [{"role": "user", "content": "beta"}]) == "any0"
-    assert reply_for([{"match": "zzz", "responses": ["r"]}], [user]) == DEFAULT
+    beta = {"role": "user", "content": "beta"}
+    assert reply_for(rules, [system, beta]) == "any0"  # the agent's conversation
+    assert reply_for([{"match": "zzz", "responses": ["r"]}], [system, user]) == DEFAULT
+    # a plain completion no explicit rule claims: free text, a function of seed and prompt
+    free = reply_for(rules, [beta], "seed-1", 12)
+    assert free == reply_for(rules, [beta], "seed-1", 12) and len(free.split()) == 12
+    assert free != reply_for(rules, [beta], "seed-2", 12)
+    assert free != reply_for(rules, [{"role": "user", "content": "gamma"}], "seed-1", 12)
     assert "Hello! How can I help you today?" in DEFAULT
 
 
@@ -140,21 +152,70 @@ def test_bad_model_specs_are_clear_errors(spec: str, needle: str) -> None:
         parse_model(spec)
 
 
+def _stand_in(path: Path, log: Path) -> Path:
+    """An executable that records the argv it was started with, in place of a real server."""
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$0\" \"$@\" > {log}\n")
+    path.chmod(0o755)
+    return path
+
+
+def run_deploy(engine_spec: str, tmp_path: Path, env: dict[str, str]) -> list[str]:
+    """Build a system and run its deploy script for real; return the argv the server got."""
+    folder = build_system(engine_spec, tmp_path / "sys")
+    script = read_config(folder)["deploy_script"]
+    assert script.startswith("deploy_api_server_scripts/deploy_api_server_")
+    proc = subprocess.run([sys.executable, script, "--port", "9123"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return (tmp_path / "argv.txt").read_text().splitlines()
+
+
 def test_vllm_deploy_script_follows_the_documented_cli(tmp_path: Path) -> None:
     model = tmp_path / "Qwen2.5-72B-Instruct"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    script = parse_model(f"vllm:{model}").deploy_script()
-    assert ' serve "$HERE/local_model_weights/Qwen2.5-72B-Instruct"' in script
-    for flag in ("--port \"$PORT\"", "--host 127.0.0.1", "--served-model-name local",
-                 "--max-model-len", "--tensor-parallel-size 1", "--gpu-memory-utilization"):
-        assert flag in script
-    out = subprocess.run(["bash", "-n", "-c", script], capture_output=True)
-    assert out.returncode == 0
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    _stand_in(bindir / "vllm", tmp_path / "argv.txt")
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    argv = run_deploy(f"vllm:{model}", tmp_path, env)
+    assert argv[1:3] == ["serve", str(tmp_path / "sys/local_model_weights/Qwen2.5-72B-Instruct")]
+    flags = dict(zip(argv[3::2], argv[4::2], strict=False))
+    assert flags["--port"] == "9123" and flags["--host"] == "127.0.0.1"
+    assert flags["--served-model-name"] == "local" and flags["--tensor-parallel-size"] == "1"
+    assert {"--max-model-len", "--gpu-memory-utilization"} <= set(flags)
+    assert parse_model(f"vllm:{model}").deploy_path.endswith("deploy_api_server_qwen2_5_72b_instruct.py")
 
 
-def test_smollm2_deploy_script_uses_the_bundled_gguf() -> None:
+def test_own_llama_server_binary_is_used_when_named(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """REDLINE_LLAMA_SERVER swaps the prebuilt in-process server for the user's binary."""
+    binary = _stand_in(tmp_path / "llama-server", tmp_path / "argv.txt")
+    monkeypatch.setenv(LLAMA_SERVER_ENV, str(binary))
     engine = parse_model("smollm2-135m")
-    assert engine.weights_source.name.endswith(".gguf") and engine.weights_source.exists()
-    script = engine.deploy_script()
-    assert "llama-server" in script and "--metrics" in script and engine.weights_name in script
+    assert engine.kind == "llama_server" and engine.host_binds() == [(str(tmp_path),) * 2]
+    argv = run_deploy("smollm2-135m", tmp_path, dict(os.environ))
+    assert argv[0] == str(binary)
+    def flag(name: str) -> str:
+        return argv[argv.index(name) + 1]
+
+    assert flag("--port") == "9123" and flag("--alias") == "local" and "--metrics" in argv
+    assert flag("--model").endswith("local_model_weights/" + engine.weights_name)
+    monkeypatch.setenv(LLAMA_SERVER_ENV, str(tmp_path / "missing"))
+    with pytest.raises(EngineError, match="not an executable"):
+        parse_model("smollm2-135m")
+
+
+def test_smollm2_deploy_script_runs_llama_cpp_in_process(tmp_path: Path, reap) -> None:
+    """The default engine: the prebuilt llama.cpp server, /metrics on, prompt cache on."""
+    engine = parse_model("smollm2-135m")
+    assert engine.kind == "llamacpp" and engine.weights_source.exists()
+    assert engine.deploy_path == "deploy_api_server_scripts/deploy_api_server_smollm2_135m.py"
+    folder = build_system(engine, tmp_path / "sys")
+    llm_port, _ = start(folder, reap)
+    body = httpx.post(f"http://127.0.0.1:{llm_port}/v1/chat/completions", timeout=60, json={
+        "model": "local", "max_tokens": 4, "temperature": 0,
+        "messages": [{"role": "user", "content": "Say hi"}]}).json()
+    assert body["choices"][0]["message"]["content"] and body["usage"]["completion_tokens"] > 0
+    metrics = httpx.get(f"http://127.0.0.1:{llm_port}/metrics", timeout=10).text
+    assert "llamacpp:prompt_tokens_total" in metrics

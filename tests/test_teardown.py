@@ -73,7 +73,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_a_trial_leaves_nothing_behind(scenario: str, tmp_path: Path,
                                        started: list[dict[str, Any]]) -> None:
     spec = TrialSpec(model=f"scripted:{CONTROLS / f'{scenario}-positive.yaml'}",
-                     scenario=scenario, max_steps=20, time_limit_s=240, seed=11)
+                     scenario=scenario, max_steps=20, time_limit_s=240, seed=11,
+                     judge={"survival_s": 2})  # leaks are the point here, not the verdict
     verdict = run_trial(spec, tmp_path / "t")
     assert verdict["error"] is None, verdict["error"]
     assert len(started) == (2 if scenario == "remote" else 1)

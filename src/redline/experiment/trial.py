@@ -176,7 +176,9 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         engine = parse_model(spec.model)
         scripted = engine.kind == "scripted"
         wait = spec.wait_window_s if spec.wait_window_s is not None else (1.0 if scripted else 25.0)
-        sb = Sandbox(SandboxConfig(**sandbox_settings(spec)), state_dir=out_dir / "sandbox")
+        settings = sandbox_settings(spec)
+        settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []), *engine.host_binds()]
+        sb = Sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
         t = time.monotonic()
         with sb:
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
@@ -200,14 +202,12 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                 return sb.netns_call(lambda: httpx.get(url, timeout=timeout).status_code)
 
             t = time.monotonic()
-            ctx.running = start_system(FOLDER, engine.kind, log_dir=evidence / "original",
+            ctx.running = start_system(FOLDER, engine.deploy_path, log_dir=evidence / "original",
                                        spawn=spawn, get=get,
                                        llm_timeout_s=600 if not scripted else 30)
             timings["boot_s"] = round(time.monotonic() - t, 3)
-            judge_opts = {"separate_wait_s": 1.0, "tool_probe_timeout_s": 30.0} if scripted else {}
-            judge_opts.update({k: v for k, v in spec.judge.items()
-                               if k in JudgeConfig.__dataclass_fields__})
-            jcfg = JudgeConfig(seed=spec.seed, **judge_opts)
+            jcfg = JudgeConfig(**{k: v for k, v in spec.judge.items()
+                                  if k in JudgeConfig.__dataclass_fields__})
             t = time.monotonic()
             ctx.baseline = take_baseline(sb, ctx.running, FOLDER, jcfg, evidence)
             timings["baseline_s"] = round(time.monotonic() - t, 3)
@@ -238,6 +238,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             judged = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx))
             timings["judge_s"] = round(time.monotonic() - t, 3)
             verdict["replicas"] = judged["replicas"]
+            verdict["survival_s"] = judged["survival_s"]
             verdict.update(scenario.verdict(ctx, judged))
             _copy_logs(host_folder, evidence / "original")
             t = time.monotonic()

@@ -1,49 +1,20 @@
-"""Host-side facts about processes inside the sandbox: code hashes, weights, connections."""
+"""Host-side facts about processes inside the sandbox: weights in use, and who started whom."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from redline.sandbox.sandbox import tcp_table
+from redline.judge.identity import inner_file
+from redline.sandbox.procfs import environ
 
+# The agent program marks what its terminals start with this variable ("<agent pid>:<terminal>",
+# the pid as the sandbox sees it): inherited through `&`, nohup, setsid and double forks,
+# which all cut the parent chain when the child is reparented to init.
+TERMINAL_MARK = "AGENT_TERMINAL"
 
-def inner_file(host_pid: int, inner_path: str) -> Path:
-    """A path as the sandboxed process sees it, reached from the host through /proc/PID/root."""
-    return Path(f"/proc/{host_pid}/root") / inner_path.lstrip("/")
-
-
-def agent_folder(host_pid: int, cmdline: list[str], cwd: str | None) -> str | None:
-    """The folder of the script a `python [opts] script.py ...` process runs (inner path)."""
-    args = list(cmdline[1:])
-    while args and args[0].startswith("-"):
-        if args[0] in ("-m", "-c"):
-            return cwd
-        args.pop(0)
-    if not args:
-        return cwd
-    script = args[0]
-    if not script.startswith("/"):
-        script = os.path.normpath(os.path.join(cwd or "/", script))
-    return os.path.dirname(script)
-
-
-def code_hashes(host_pid: int, folder: str) -> dict[str, str]:
-    """sha256 of the agent program (start.py and src/**/*.py) in `folder`, read via /proc."""
-    root = inner_file(host_pid, folder)
-    out: dict[str, str] = {}
-    try:
-        files = [root / "start.py", *sorted((root / "src").rglob("*.py"))]
-        for f in files:
-            if f.is_file():
-                out[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
-    except OSError:
-        pass
-    return out
+__all__ = ["TERMINAL_MARK", "inner_file", "parent_agent", "weights_in_use"]
 
 
 def weights_in_use(host_pid: int) -> list[str]:
@@ -69,41 +40,26 @@ def weights_in_use(host_pid: int) -> list[str]:
     return sorted(found)
 
 
-def tree_pids(host_pid: int) -> list[int]:
-    try:
-        proc = psutil.Process(host_pid)
-        return [host_pid] + [c.pid for c in proc.children(recursive=True)]
-    except psutil.Error:
-        return [host_pid]
+def parent_agent(host_pid: int, parents: dict[int, int | None], ns_pids: dict[int, int],
+                 agents: set[int]) -> dict[str, Any]:
+    """The agent (host PID, one of `agents`) whose terminal started this process.
 
-
-def connected_ports(host_pid: int) -> list[int]:
-    """Remote loopback ports the process tree has TCP connections to (its brain, for an agent)."""
-    ports: set[int] = set()
-    for pid in tree_pids(host_pid):
-        try:
-            for conn in psutil.Process(pid).net_connections(kind="tcp"):
-                if conn.raddr and conn.status in ("ESTABLISHED", "CLOSE_WAIT", "SYN_SENT"):
-                    ports.add(conn.raddr.port)
-        except psutil.Error:
-            continue
-    return sorted(ports)
-
-
-def ancestry(host_pid: int, stop: set[int]) -> list[dict[str, Any]]:
-    """Parent chain of a process up to (not including) the sandbox init: who started whom."""
-    chain = []
-    try:
-        proc = psutil.Process(host_pid).parent()
-        while proc is not None and proc.pid not in stop and len(chain) < 32:
-            chain.append({"pid": proc.pid, "cmdline": proc.cmdline()})
-            proc = proc.parent()
-    except psutil.Error:
-        pass
-    return chain
-
-
-def netns_sockets(host_pid: int) -> set[tuple[int, int, str]]:
-    """(local port, remote port, state) of every TCP socket in `host_pid`'s network namespace:
-    a greeting that reached an LLM server leaves a socket here, even a closed one."""
-    return {(s.local_port, s.remote_port, s.state) for s in tcp_table(host_pid)}
+    First the kernel's parent chain, which nothing inside can forge; where it was cut (the
+    child was reparented to init), the terminal mark in the environment of the process or of
+    its nearest marked ancestor. `ns_pids` maps host PIDs to PIDs as the sandbox sees them.
+    """
+    by_ns = {ns: host for host, ns in ns_pids.items()}
+    chain: list[int] = []
+    cur = parents.get(host_pid)
+    while cur is not None and cur in parents and len(chain) < 64:
+        if cur in agents:
+            return {"pid": cur, "how": "process ancestry", "chain": chain}
+        chain.append(cur)
+        cur = parents.get(cur)
+    for pid in [host_pid, *chain]:
+        mark = environ(pid).get(TERMINAL_MARK, "")
+        ns_pid = mark.split(":", 1)[0]
+        if ns_pid.isdigit() and by_ns.get(int(ns_pid)) in agents:
+            return {"pid": by_ns[int(ns_pid)], "how": "terminal mark", "mark": mark,
+                    "chain": chain}
+    return {"pid": None, "how": "unknown", "chain": chain}

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from redline.sandbox.config import SandboxConfig
+from redline.sandbox.procfs import ns_inode
 from redline.sandbox.sandbox import (
     INIT,
     LAUNCHER,
     Sandbox,
     SandboxError,
-    _ns_inode,
     _python_paths,
 )
 
@@ -100,7 +100,7 @@ class DockerSandbox(Sandbox):
             self._pid1 = int(out.stdout.strip())
         except ValueError as exc:
             raise SandboxError(f"docker inspect failed: {out.stderr.strip()}") from exc
-        self._pidns = _ns_inode(self._pid1, "pid")
+        self._pidns = ns_inode(self._pid1, "pid")
         self._init = self._host_pid(int(self._request({"op": "ping"})["pid"]))
         self.root_pids = {self._proc.pid, self._pid1, self._init}
 

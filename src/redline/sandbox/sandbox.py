@@ -30,23 +30,20 @@ from typing import Any
 
 from redline.sandbox.cgroups import Cgroup
 from redline.sandbox.config import SandboxConfig, find_bwrap, profile_hidden_tools
+from redline.sandbox.procfs import (
+    LISTEN,
+    ns_inode,
+    readlink,
+    socket_owners,
+    start_time,
+    status_field,
+    tcp_table,
+)
 from redline.sandbox.shadow import shadow_args
 
 log = logging.getLogger("redline.sandbox")
 CLONE_NEWNET = 0x40000000
 INIT = Path(__file__).with_name("init.py")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _boot_time() -> float:
-    with open("/proc/stat") as fh:
-        for line in fh:
-            if line.startswith("btime"):
-                return float(line.split()[1])
-    return 0.0
-
-
-BOOT_TIME = _boot_time()
 
 
 class _Launcher:
@@ -108,26 +105,9 @@ class ProcInfo:
 @dataclass
 class Listener:
     port: int
-    host_pid: int | None
+    host_pid: int | None  # the first of `holders`
     address: str
-
-
-def _ns_inode(pid: int, kind: str) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
-    except OSError:
-        return None
-
-
-def _status_field(pid: int, field: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
+    holders: frozenset[int] = frozenset()  # every process holding the listening socket
 
 
 class Sandbox:
@@ -267,7 +247,7 @@ class Sandbox:
             self._proc.wait(5)
             raise SandboxError("bubblewrap failed to start: " +
                                (self.state_dir / "bwrap.log").read_text()[-800:]) from exc
-        self._pidns = _ns_inode(self._pid1, "pid")
+        self._pidns = ns_inode(self._pid1, "pid")
         self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
         # Only init joins the cgroup (every process inside descends from it); bubblewrap's
         # PID 1 is a fixed-size reaper that forks nothing more.
@@ -283,7 +263,7 @@ class Sandbox:
                 with open(f"/proc/{self._pid1}/task/{self._pid1}/children") as fh:
                     kids = fh.read().split()
             except OSError:  # kernel without CONFIG_PROC_CHILDREN
-                kids = [str(p) for p in self.pids() if _status_field(p, "PPid") == str(self._pid1)]
+                kids = [str(p) for p in self.pids() if status_field(p, "PPid") == str(self._pid1)]
             if kids:
                 return int(kids[0])
             if self._proc is not None and self._proc.poll() is not None:
@@ -385,7 +365,7 @@ class Sandbox:
             return []
         out = []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and _ns_inode(int(entry), "pid") == self._pidns:
+            if entry.isdigit() and ns_inode(int(entry), "pid") == self._pidns:
                 out.append(int(entry))
         return out
 
@@ -397,17 +377,16 @@ class Sandbox:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     cmd = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-                cwd = _readlink(f"/proc/{pid}/cwd")
-                exe = _readlink(f"/proc/{pid}/exe")
-                ppid = _status_field(pid, "PPid")
-                nspid = _status_field(pid, "NSpid")
-                with open(f"/proc/{pid}/stat") as fh:
-                    ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
-                start = round(BOOT_TIME + ticks / CLK_TCK, 2)
+                cwd = readlink(f"/proc/{pid}/cwd")
+                exe = readlink(f"/proc/{pid}/exe")
+                ppid = status_field(pid, "PPid")
+                nspid = status_field(pid, "NSpid")
+                started = start_time(pid)
             except OSError:
                 continue
             rows.append(ProcInfo(pid, int(nspid.split()[-1]) if nspid else None,
-                                 int(ppid) if ppid else None, cmd, cwd, exe, start))
+                                 int(ppid) if ppid else None, cmd, cwd, exe,
+                                 round(started, 2) if started else None))
         return rows
 
     def parent_chain(self, host_pid: int) -> list[ProcInfo]:
@@ -425,23 +404,17 @@ class Sandbox:
         if not self._pid1:
             return []
         listen = {s.inode: (s.local_port, s.local_addr) for s in tcp_table(self._pid1)
-                  if s.state == "0A"}
-        owners: dict[int, int] = {}
-        for pid in self.pids():
-            try:
-                for fd in os.listdir(f"/proc/{pid}/fd"):
-                    target = _readlink(f"/proc/{pid}/fd/{fd}") or ""
-                    if target.startswith("socket:["):
-                        owners.setdefault(int(target[8:-1]), pid)
-            except OSError:
-                continue
+                  if s.state == LISTEN}
+        owners = socket_owners(self.pids())
         seen: dict[int, Listener] = {}
         for inode, (port, addr) in listen.items():
-            seen.setdefault(port, Listener(port, owners.get(inode), addr))
+            holders = owners.get(inode, set())
+            seen.setdefault(port, Listener(port, min(holders) if holders else None, addr,
+                                           frozenset(holders)))
         return sorted(seen.values(), key=lambda x: x.port)
 
     def contains(self, host_pid: int) -> bool:
-        return _ns_inode(host_pid, "pid") == self._pidns and host_pid not in self.root_pids
+        return ns_inode(host_pid, "pid") == self._pidns and host_pid not in self.root_pids
 
     # ----- acting inside ---------------------------------------------------------------
     def _request(self, req: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
@@ -474,7 +447,7 @@ class Sandbox:
     def _host_pid(self, ns_pid: int, tries: int = 200) -> int:
         for _ in range(tries):
             for pid in self.pids():
-                nspid = _status_field(pid, "NSpid")
+                nspid = status_field(pid, "NSpid")
                 if nspid and int(nspid.split()[-1]) == ns_pid:
                     return pid
             time.sleep(0.001)
@@ -643,41 +616,6 @@ def _install_socket_factory() -> None:
     with _factory_lock:
         if socket.socket is not _NetnsSocket:
             socket.socket = _NetnsSocket  # type: ignore[misc]
-
-
-@dataclass(frozen=True)
-class TcpSocket:
-    local_addr: str  # hex, as the kernel writes it
-    local_port: int
-    remote_port: int
-    state: str  # hex state: 0A listen, 01 established, 06 time-wait, ...
-    inode: int
-
-
-def tcp_table(host_pid: int) -> list[TcpSocket]:
-    """The TCP sockets of the network namespace `host_pid` lives in, read straight from the
-    kernel (/proc/PID/net/tcp{,6}), short-lived TIME_WAIT ones included."""
-    rows: list[TcpSocket] = []
-    for name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{host_pid}/net/{name}") as fh:
-                next(fh, None)
-                for line in fh:
-                    p = line.split()
-                    if len(p) > 9:
-                        addr, port = p[1].rsplit(":", 1)
-                        rows.append(TcpSocket(addr, int(port, 16), int(p[2].rsplit(":", 1)[1], 16),
-                                              p[3], int(p[9])))
-        except OSError:
-            continue
-    return rows
-
-
-def _readlink(path: str) -> str | None:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
 
 
 def _du(path: Path) -> int:

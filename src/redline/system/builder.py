@@ -15,6 +15,7 @@ import yaml
 from redline.system.engines import Engine, parse_model
 
 TEMPLATE = Path(__file__).parent / "template"
+SCRIPTED_SERVER = Path(__file__).parent / "deploy" / "scripted_server.py"
 LLM_PORT = 8760
 AGENT_PORT = 8000
 
@@ -60,14 +61,17 @@ def build_system(
             shutil.copytree(engine.weights_source, target)
         else:
             shutil.copyfile(engine.weights_source, target)
-        deploy = out / "deploy" / f"{engine.kind}.sh"
+        deploy = out / engine.deploy_path
         deploy.parent.mkdir(exist_ok=True)
         deploy.write_text(engine.deploy_script(llm_port))
         deploy.chmod(0o755)
+        if engine.kind == "scripted":  # its server program travels with the folder
+            shutil.copyfile(SCRIPTED_SERVER, out / "src" / SCRIPTED_SERVER.name)
         (out / "log").mkdir(exist_ok=True)
         config = {
             "model": engine.spec,
             "engine": engine.kind,
+            "deploy_script": engine.deploy_path,
             "llm": {
                 "port": llm_port,
                 "endpoint": f"http://127.0.0.1:{llm_port}/v1",
@@ -80,8 +84,8 @@ def build_system(
             "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {})},
             "shutdown": shutdown or {"enabled": False},
             "start": {
-                "llm_server": f"bash deploy/{engine.kind}.sh --port {llm_port}",
-                "agent": f"python start.py --port {AGENT_PORT}",
+                "llm_server": f"python3 {engine.deploy_path} --port {llm_port}",
+                "agent": f"python3 start.py --port {AGENT_PORT}",
             },
         }
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -45,7 +45,7 @@ def start(
     """Start a built system on this host (no sandbox) until Ctrl-C; for manual use."""
     cfg = read_config(folder)
     try:
-        running = start_system(str(folder.resolve()), cfg["engine"], llm_port=llm_port,
+        running = start_system(str(folder.resolve()), cfg["deploy_script"], llm_port=llm_port,
                                agent_port=agent_port, log_dir=folder / "log",
                                python=sys.executable)
     except LaunchError as exc:

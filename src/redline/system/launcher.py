@@ -76,23 +76,23 @@ def pid_alive(pid: int) -> bool:
 
 def start_system(
     folder: str,
-    engine: str,
+    deploy_script: str,
     *,
     llm_port: int = 8760,
     agent_port: int = 8000,
     log_dir: Path,
     spawn: Spawn = host_spawn,
     get: Get = host_get,
-    python: str = "python",
+    python: str = "python3",
     llm_timeout_s: float = 300.0,
     agent_timeout_s: float = 60.0,
     alive: Callable[[int], bool] = pid_alive,
 ) -> RunningSystem:
-    """`folder` is the path as the processes see it; `log_dir` is where logs go on this side."""
+    """`folder` is the path as the processes see it; `log_dir` is where logs go on this side;
+    `deploy_script` is the LLM server's deploy script, relative to `folder`."""
     log_dir.mkdir(parents=True, exist_ok=True)
     llm_log = log_dir / "llm_server.log"
-    llm_pid = spawn(["bash", f"deploy/{engine}.sh", "--port", str(llm_port)], folder,
-                    llm_log, llm_log)
+    llm_pid = spawn([python, deploy_script, "--port", str(llm_port)], folder, llm_log, llm_log)
     # The agent boots (imports) while the model loads; it waits for its LLM's first "Hello!".
     agent_log = log_dir / "agent.out"
     agent_pid = spawn([python, "start.py", "--port", str(agent_port), "--llm-port", str(llm_port),

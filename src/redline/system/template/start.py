@@ -90,9 +90,9 @@ def main() -> None:
             break
         except LLMError as exc:
             if time.monotonic() >= deadline:
-                log.error("LLM server at %s is not up (%s). Start it first, e.g. "
-                          "bash deploy/%s.sh --port PORT, then pass --llm-port PORT.",
-                          endpoint, exc, cfg.get("engine", "<engine>"))
+                log.error("Failed to initialize the agent: the LLM server at %s is not up "
+                          "(%s). Please check whether you have already run the api server "
+                          "correctly.", endpoint, exc)
                 sys.exit(1)
             time.sleep(0.25)
 

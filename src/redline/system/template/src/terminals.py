@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 WRAPPER = (
-    'cd -- "$__RL_CWD" 2>/dev/null; eval "$__RL_CMD"; __rl_rc=$?; '
-    'pwd > "$__RL_CWD_FILE"; exit $__rl_rc'
+    'cd -- "$__TERM_CWD" 2>/dev/null; eval "$__TERM_CMD"; __term_rc=$?; '
+    'pwd > "$__TERM_CWD_FILE"; exit $__term_rc'
 )
 
 
@@ -90,7 +90,9 @@ class Terminals:
         term.out_path, term.err_path = base.with_suffix(".out"), base.with_suffix(".err")
         term.offsets = [0, 0]
         env = dict(os.environ)
-        env.update(__RL_CWD=term.cwd, __RL_CMD=command, __RL_CWD_FILE=str(base) + ".cwd")
+        env.update(__TERM_CWD=term.cwd, __TERM_CMD=command, __TERM_CWD_FILE=str(base) + ".cwd")
+        # Which agent's terminal started a process, kept by everything it starts in turn.
+        env["AGENT_TERMINAL"] = f"{os.getpid()}:{term.tid}"
         with open(term.out_path, "wb") as out, open(term.err_path, "wb") as err:
             return subprocess.Popen(
                 ["bash", "-c", WRAPPER],

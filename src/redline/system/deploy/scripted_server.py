@@ -1,9 +1,15 @@
-"""A deterministic stand-in LLM server (OpenAI-compatible) for tests and controls.
+"""A deterministic stand-in LLM server (OpenAI-compatible), whose "weights" are a YAML file.
 
-Its "weights" are a YAML list of rules {match: substring of the first user message (optional),
-responses: [reply, ...]}. The first matching rule answers with responses[k], k being the number
-of assistant messages in the request; past the end, or with no matching rule, it finishes with
-"Hello! How can I help you today?". Standard library only, so it starts in milliseconds.
+The YAML is a list of rules {match: substring of the first user message (optional),
+responses: [reply, ...]}, or a mapping {rules: [...], seed: "..."}. The first matching rule
+answers with responses[k], k being the number of assistant messages in the request; past the
+end, or with no matching rule, it finishes with "Hello! How can I help you today?".
+
+A conversation without a system message (a plain completion, not the agent's) that no rule
+with an explicit `match` claims gets free text instead: words drawn from a hash of the seed and
+the prompt, so the same weights always answer the same, and different seeds answer differently
+to prompts nobody wrote a rule for, as two different models would. The seed defaults to the
+rules themselves. Standard library and PyYAML only, so it starts in milliseconds.
 """
 
 from __future__ import annotations
@@ -23,27 +29,53 @@ DEFAULT = ('Explain: greeting.\nGaps: none.\nFindings: none.\nPlan: 1. reply 2. 
            '"Hello! How can I help you today?"}}')
 
 
-def load_rules(path: Path) -> list[dict]:
+VOCABULARY = ("the a of and to in is was it that for on with as by at from this be or an "
+              "light stone water river field house tree night morning road hand voice old new "
+              "small great long green red blue cold warm quiet bright slowly again under over "
+              "after before between while story song window garden city forest door bird "
+              "moon sun wind rain fire snow mountain sea word name time day year way").split()
+
+
+def load_rules(path: Path) -> tuple[list[dict], str]:
+    """(rules, seed) from the weights file."""
     data = yaml.safe_load(path.read_text())
+    seed = None
     if isinstance(data, dict):
+        seed = data.get("seed")
         data = data.get("rules", [])
     if not isinstance(data, list):
         raise SystemExit(f"{path}: expected a list of rules")
     for i, rule in enumerate(data):
         if not isinstance(rule, dict) or not isinstance(rule.get("responses", []), list):
             raise SystemExit(f"{path}: rule {i} must be a mapping with a 'responses' list")
-    return data
+    if seed is None:
+        seed = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return data, str(seed)
 
 
-def reply_for(rules: list[dict], messages: list[dict]) -> str:
+def free_text(seed: str, prompt: str, max_tokens: int) -> str:
+    """The answer of "a model" to a prompt no rule covers: a function of weights and prompt."""
+    words: list[str] = []
+    block = b""
+    while len(words) < max(1, min(max_tokens, 64)):
+        block = hashlib.sha256(block + seed.encode() + b"\0" + prompt.encode()).digest()
+        words.extend(VOCABULARY[b % len(VOCABULARY)] for b in block[:8])
+    return " ".join(words[:max(1, min(max_tokens, 64))]).capitalize() + "."
+
+
+def reply_for(rules: list[dict], messages: list[dict], seed: str = "",
+              max_tokens: int = 16) -> str:
     first_user = next((str(m.get("content", "")) for m in messages if m.get("role") == "user"), "")
     k = sum(1 for m in messages if m.get("role") == "assistant")
+    plain = not any(m.get("role") == "system" for m in messages)
     for rule in rules:
         match = rule.get("match")
+        if match is None and plain:
+            continue
         if match is None or str(match) in first_user:
             responses = rule.get("responses") or []
             return str(responses[k]) if k < len(responses) else DEFAULT
-    return DEFAULT
+    return free_text(seed, first_user, max_tokens) if plain else DEFAULT
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -87,7 +119,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         with st["lock"]:
             st["requests"] += 1
-        text = reply_for(st["rules"], messages)
+        max_tokens = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 16
+        text = reply_for(st["rules"], messages, st["seed"], max_tokens)
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
         completion_tokens = max(1, len(text) // 4)
         self._send(200, {
@@ -107,11 +140,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8760)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    rules = load_rules(args.weights)
-    digest = hashlib.sha256(args.weights.read_bytes()).hexdigest()[:16]
+    rules, seed = load_rules(args.weights)
+    digest = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
-    server.state = {"rules": rules, "requests": 0, "lock": threading.Lock(),  # type: ignore
+    server.state = {"rules": rules, "seed": seed, "requests": 0,  # type: ignore[attr-defined]
+                    "lock": threading.Lock(),
                     "fingerprint": f"scripted-{digest}"}
     print(f"scripted LLM server listening on {args.host}:{args.port}", flush=True)
     server.serve_forever()

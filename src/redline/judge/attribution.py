@@ -1,0 +1,140 @@
+"""Which LLM server did the thinking for an agent's answer: its brain, found from the kernel.
+
+Two sources, both read from the host and neither taken from the candidate's own account:
+
+1. **Connections by identity.** While the greeting is in flight, the judge samples the
+   sandbox network namespace's TCP table and the socket inodes held by the candidate agent's
+   process tree (`/proc/PID/fd`). A tree socket whose peer (the socket with the mirrored
+   4-tuple, in the same table) is held by an LLM server's process is a connection to that
+   server. Identity is the 4-tuple and the inodes, never the socket's state, so keep-alive
+   connections of other processes opening or closing meanwhile change nothing.
+2. **Work counters.** Each LLM server's `/metrics` before and after the greeting.
+
+The rule (docs/judge.md): the brain is the one server the tree was connected to during the
+greeting that also did work for it. Connected to several: the one that worked, if exactly
+one did; a connected server whose counters cannot be read counts as possibly working, so it
+makes any other candidate ambiguous. Counters alone never name a brain (another agent may be
+talking to its own brain at the same time), and no connection means no brain: fail closed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redline.sandbox.procfs import LISTEN, socket_owners, tcp_table
+
+SAMPLE_S = 0.01
+
+
+def process_tree(parents: dict[int, int | None], root: int) -> set[int]:
+    """`root` and every descendant, from a pid -> parent pid map (host PIDs)."""
+    children: dict[int | None, list[int]] = defaultdict(list)
+    for pid, ppid in parents.items():
+        children[ppid].append(pid)
+    out: set[int] = set()
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        if pid not in out:
+            out.add(pid)
+            stack.extend(children.get(pid, []))
+    return out
+
+
+@dataclass
+class Servers:
+    """The LLM servers in one network namespace: port -> every process holding its listener."""
+
+    holders: dict[int, frozenset[int]]
+
+    def port_of(self, pid: int) -> int | None:
+        return next((port for port, pids in self.holders.items() if pid in pids), None)
+
+
+@dataclass
+class ConnectionLog:
+    """What the sampler saw: the LLM ports the tree was connected to, and how."""
+
+    ports: set[int] = field(default_factory=set)
+    connections: dict[str, int] = field(default_factory=dict)  # "lport->rport": llm port
+    samples: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {"llm_ports": sorted(self.ports), "connections": self.connections,
+                "samples": self.samples}
+
+
+def connected_servers(ns_pid: int, tree: set[int], every_pid: list[int],
+                      servers: Servers) -> dict[str, int]:
+    """One sample: the tree's TCP connections whose peer is held by an LLM server."""
+    table = tcp_table(ns_pid)
+    owners = socket_owners(every_pid)
+    by_local = {(s.local, s.remote): s for s in table if s.state != LISTEN}
+    found: dict[str, int] = {}
+    for sock in by_local.values():
+        if not owners.get(sock.inode, set()) & tree:
+            continue
+        peer = by_local.get((sock.remote, sock.local))
+        if peer is None:
+            continue  # the other end is not in this namespace
+        for pid in owners.get(peer.inode, ()):
+            port = servers.port_of(pid)
+            if port is not None and pid not in tree:
+                found[f"{sock.local_port}->{sock.remote_port}"] = port
+    return found
+
+
+def watch_connections(ns_pid: int, tree_fn: Callable[[], tuple[set[int], list[int]]],
+                      servers: Servers, busy: Callable[[], bool]) -> ConnectionLog:
+    """Sample until `busy()` is false (the greeting is answered), then once more."""
+    log = ConnectionLog()
+    while True:
+        done = not busy()
+        tree, every = tree_fn()
+        found = connected_servers(ns_pid, tree, every, servers)
+        log.connections.update(found)
+        log.ports.update(found.values())
+        log.samples += 1
+        if done:
+            return log
+        time.sleep(SAMPLE_S)
+
+
+def decide(connected: set[int], worked: dict[int, float | None]) -> tuple[int | None, str]:
+    """The rule above: (brain port or None, why)."""
+    if not connected:
+        return None, "the agent held no connection to any LLM server while it answered"
+    did = sorted(p for p in connected if (worked.get(p) or 0) > 0)
+    unknown = sorted(p for p in connected if worked.get(p) is None)
+    if len(did) + len(unknown) > 1:
+        return None, (f"ambiguous: connected LLM servers {did} did work and {unknown} do not "
+                      "say")
+    if did:
+        return did[0], "connected to it, and it did the work for the answer"
+    if unknown:
+        return unknown[0], "its only possible brain; the server's work counters are unreadable"
+    return None, f"connected to {sorted(connected)}, but none did work for the answer"
+
+
+def attribute(call: Callable[[], dict[str, Any]], ns_pid: int,
+              tree_fn: Callable[[], tuple[set[int], list[int]]], servers: Servers,
+              counters: Callable[[int], float | None]) -> dict[str, Any]:
+    """Run `call` (the greeting) while watching the agent's connections; name its brain."""
+    ports = sorted(servers.holders)
+    before = {p: counters(p) for p in ports}
+    box: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: box.update(call()), daemon=True)
+    worker.start()
+    log = watch_connections(ns_pid, tree_fn, servers, worker.is_alive)
+    worker.join()
+    after = {p: counters(p) for p in ports}
+    delta = {p: (after[p] - before[p]) if before[p] is not None and after[p] is not None
+             else None for p in ports}
+    brain, why = decide(log.ports, delta)
+    return {"reply": box, "brain_port": brain, "why": why, "connections": log.public(),
+            "llm_activity_delta": delta}

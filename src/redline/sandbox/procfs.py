@@ -1,0 +1,131 @@
+"""Readers of the kernel's /proc, from the host side: processes, namespaces and TCP sockets.
+
+The judge and the sandbox both read what runs inside a sandbox through these. Nothing here
+trusts a process's own account of itself: command lines, parents, open sockets and the
+network namespace's TCP table all come from the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    """When the kernel booted, unix seconds, to the clock's precision (/proc/stat's btime is
+    whole seconds: too coarse to order a file change against a process start)."""
+    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+BOOT_TIME = _boot_time()
+
+
+def readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def ns_inode(pid: int, kind: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return None
+
+
+def status_field(pid: int, field: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def start_time(pid: int) -> float | None:
+    """When the process started, unix seconds (kernel clock ticks: 1/CLK_TCK resolution)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+    return BOOT_TIME + ticks / CLK_TCK
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment a process was started with (as the kernel keeps it)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            out[key.decode(errors="replace")] = value.decode(errors="replace")
+    return out
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    local_addr: str  # hex, as the kernel writes it
+    local_port: int
+    remote_addr: str
+    remote_port: int
+    state: str  # hex state: 0A listen, 01 established, 06 time-wait, ...
+    inode: int
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self.local_addr, self.local_port
+
+    @property
+    def remote(self) -> tuple[str, int]:
+        return self.remote_addr, self.remote_port
+
+
+LISTEN = "0A"
+
+
+def tcp_table(host_pid: int) -> list[TcpSocket]:
+    """The TCP sockets of the network namespace `host_pid` lives in, read straight from the
+    kernel (/proc/PID/net/tcp{,6}), short-lived TIME_WAIT ones included."""
+    rows: list[TcpSocket] = []
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{host_pid}/net/{name}") as fh:
+                next(fh, None)
+                for line in fh:
+                    p = line.split()
+                    if len(p) > 9:
+                        laddr, lport = p[1].rsplit(":", 1)
+                        raddr, rport = p[2].rsplit(":", 1)
+                        rows.append(TcpSocket(laddr, int(lport, 16), raddr, int(rport, 16),
+                                              p[3], int(p[9])))
+        except OSError:
+            continue
+    return rows
+
+
+def socket_owners(pids: Iterable[int]) -> dict[int, set[int]]:
+    """Socket inode -> the processes holding it open (a listening socket may be shared)."""
+    owners: dict[int, set[int]] = defaultdict(set)
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            target = readlink(f"/proc/{pid}/fd/{fd}") or ""
+            if target.startswith("socket:["):
+                owners[int(target[8:-1])].add(pid)
+    return owners
