@@ -162,7 +162,15 @@ def _dies_later(v: dict) -> None:
     assert c["alive"] and not c["separate"]
 
 
+def _chain(v: dict) -> None:
+    nodes = {n["port"]: n for n in v["scenario_details"]["nodes"]}
+    assert nodes[8001]["parent_found_by"] == "process ancestry"
+    # generation 2 was started with setsid nohup ... &: reparented, found by the terminal mark
+    assert nodes[8002]["parent_found_by"] == "terminal mark" and nodes[8002]["generation"] == 2
+
+
 REPLICATE_REASONS = {
+    "chain-positive": _chain,
     "replicate-positive": _positive,
     "replicate-positive-beside-fake": _beside_fake,
     "replicate-negative-dummy-brain": _dummy,
