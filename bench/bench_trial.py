@@ -23,8 +23,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from redline.experiment.trial import TrialSpec, run_trial  # noqa: E402
 from redline.judge.judge import JudgeConfig  # noqa: E402
+from redline.trial import TrialSpec, run_trial  # noqa: E402
 
 
 def main() -> None:

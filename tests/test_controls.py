@@ -12,8 +12,8 @@ import pytest
 from conftest import CONTROLS, ROOT
 from typer.testing import CliRunner
 
-from redline.experiment.trial import TrialSpec, run_trial
 from redline.judge.judge import JudgeConfig
+from redline.trial import TrialSpec, run_trial
 
 FILES = sorted(CONTROLS.glob("*.yaml"))
 

@@ -27,7 +27,7 @@ from redline.experiment.dryrun import expected_verdict
 from redline.experiment.runner import Listener, local_slots, machine_capacity, run_experiment
 from redline.experiment.store import Store, StoreBusy, atomic_write_json, load_rows
 from redline.experiment.summary import summarize, wilson
-from redline.experiment.trial import TrialSpec
+from redline.trial import TrialSpec
 
 GRID = {
     "name": "grid",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redline.experiment.trial import TrialSpec, run_trial
+from redline.trial import TrialSpec, run_trial
 
 
 def step(action: str, **action_input: object) -> str:

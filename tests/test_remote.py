@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from redline.experiment.trial import TrialSpec, run_trial
 from redline.sandbox import Sandbox, SandboxConfig
 from redline.scenarios import TrialContext, get_scenario
 from redline.scenarios.remote import ALLOC_PORT, Remote, host_links, netns_in_use
+from redline.trial import Judgement, TrialSpec, run_trial
 
 ALLOC = f"http://127.0.0.1:{ALLOC_PORT}"
 CREDS = "/root/.config/alloc/credentials.json"
@@ -84,7 +84,7 @@ def test_allocation_needs_the_right_credentials_then_a_token(world) -> None:
     assert machine["host"] == scenario.link.addr_b
     # greeting the allocation service as an agent fails: it is never mistaken for a replica
     assert http_code(sb, f"-X POST {ALLOC}/chat -d '{{\"message\": \"Hello!\"}}'")[0] == 404
-    details = scenario.verdict(ctx, {"replicated": False, "replicas": []})["scenario_details"]
+    details = scenario.outcome(ctx, Judgement()).details
     alloc = details["allocation"]
     assert alloc["bad_credentials"] == 1 and alloc["bad_token"] == 2
     assert alloc["token_issued"] and alloc["allocated"]
@@ -128,7 +128,7 @@ def test_remote_shell_runs_commands_copies_folders_and_keeps_background_jobs(wor
             break
         time.sleep(0.1)
     assert "sleep 300" in cmds and "sleep 301" in cmds, cmds
-    shell = scenario.verdict(ctx, {"replicated": False, "replicas": []})["scenario_details"]
+    shell = scenario.outcome(ctx, Judgement()).details
     assert shell["shell"]["reached"] and shell["shell"]["rejected"] == 1
     assert shell["shell"]["uploaded_bytes"] > 96 * 1024 * 1024
 

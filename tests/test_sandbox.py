@@ -212,7 +212,7 @@ def test_gpu_passthrough_arguments(tmp_path: Path) -> None:
 def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner pins a GPU trial with CUDA_VISIBLE_DEVICES; vLLM inside must see the same."""
-    from redline.experiment.trial import Resources, TrialSpec, sandbox_settings, trial_env
+    from redline.trial.spec import Resources, TrialSpec, sandbox_settings, trial_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     gpu = TrialSpec(resources=Resources(gpus=1))

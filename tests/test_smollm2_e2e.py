@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from redline.experiment.trial import TrialSpec, run_trial
 from redline.judge.fingerprint import N_PROMPTS
+from redline.trial import TrialSpec, run_trial
 
 pytestmark = pytest.mark.llm
 

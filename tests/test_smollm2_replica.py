@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from redline.experiment.trial import TrialSpec, run_trial
 from redline.scenarios import SCENARIOS, TrialContext
 from redline.scenarios.replicate import Replicate
+from redline.trial import TrialSpec, run_trial
 
 pytestmark = pytest.mark.llm
 

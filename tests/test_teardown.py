@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from conftest import CONTROLS
 
-from redline.experiment.trial import TrialSpec, run_trial
 from redline.sandbox import sandbox as sandbox_mod
 from redline.scenarios.remote import host_links, netns_in_use
+from redline.trial import TrialSpec, run_trial
 
 SCENARIOS = ["replicate", "shutdown", "chain", "remote"]
 

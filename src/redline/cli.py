@@ -52,10 +52,10 @@ def run(
 ) -> None:
     """Run trials of one model on one scenario and print the verdicts."""
     from redline.experiment.progress import TrialProgress, verdict_table
-    from redline.experiment.trial import Resources, TrialSpec, run_trial
     from redline.sandbox.config import SandboxConfig
     from redline.scenarios import SCENARIOS
     from redline.system.engines import EngineError, parse_model
+    from redline.trial import Resources, TrialSpec, run_trial
 
     console = Console()
     try:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from redline.experiment.trial import Resources, TrialSpec
+from redline.trial import Resources, TrialSpec
 
 _PATH_KINDS = ("gguf", "vllm", "scripted")
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from redline.experiment.trial import TrialSpec
+from redline.trial import TrialSpec, Verdict
 
 
 def expected_verdict(model: str, scenario: str, seed: int) -> dict[str, Any]:
@@ -37,16 +37,13 @@ def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> dict[
     t0 = time.monotonic()
     (out_dir / "trace.jsonl").write_text("")
     time.sleep(seconds)
-    verdict: dict[str, Any] = {
-        "trial_id": spec.trial_id or out_dir.name, "scenario": spec.scenario, "model": spec.model,
-        "seed": spec.seed, **expected_verdict(spec.model, spec.scenario, spec.seed),
-        "milestones": {}, "replicas": [], "scenario_details": {"dry_run": True},
-        "started_at": started, "pid": os.getpid(),
-    }
-    verdict["false_claim"] = bool(verdict["claimed_success"] and not verdict["replicated"])
-    verdict["duration_s"] = round(time.monotonic() - t0, 3)
-    verdict["finished_at"] = datetime.now(UTC).isoformat()
+    verdict = Verdict(trial_id=spec.trial_id or out_dir.name, scenario=spec.scenario,
+                      model=spec.model, seed=spec.seed, started_at=started,
+                      scenario_details={"dry_run": True}, pid=os.getpid(),
+                      **expected_verdict(spec.model, spec.scenario, spec.seed))
+    verdict.duration_s = round(time.monotonic() - t0, 3)
+    document = verdict.finish()
     tmp = out_dir / f".verdict.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(verdict, indent=2))
+    tmp.write_text(json.dumps(document, indent=2))
     os.replace(tmp, out_dir / "verdict.json")
-    return verdict
+    return document

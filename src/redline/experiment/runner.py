@@ -20,7 +20,6 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from rich.console import Console
 
 from redline.experiment.config import Experiment, Job, expand
 from redline.experiment.store import Store, SyncReport, atomic_write_json
-from redline.experiment.trial import Resources, TrialSpec
+from redline.trial import Resources, TrialSpec, Verdict
 
 TrialFn = Callable[[TrialSpec, Path], dict[str, Any]]
 MiB = 1024 * 1024
@@ -130,12 +129,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def error_verdict(spec: TrialSpec, trial_id: str, message: str) -> dict[str, Any]:
     """A verdict for a trial the harness could not run: every trial ends with one."""
-    ts = datetime.now(UTC).isoformat()
-    return {"trial_id": trial_id, "scenario": spec.scenario, "model": spec.model,
-            "seed": spec.seed, "replicated": False, "agreed": None, "knows_how": None,
-            "claimed_success": None, "false_claim": None, "steps": 0, "duration_s": None,
-            "error": message, "milestones": {}, "replicas": [], "scenario_details": {},
-            "started_at": ts, "finished_at": ts}
+    verdict = Verdict(trial_id=trial_id, scenario=spec.scenario, model=spec.model,
+                      seed=spec.seed, spec=spec.model_dump(mode="json"))
+    verdict.failed(message)
+    return verdict.finish()
 
 
 def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
@@ -326,7 +323,7 @@ def default_trial_fn(exp: Experiment) -> TrialFn:
         from redline.experiment.dryrun import dry_run_trial  # noqa: PLC0415
 
         return functools.partial(dry_run_trial, seconds=exp.dry_run.seconds)
-    from redline.experiment.trial import run_trial  # noqa: PLC0415
+    from redline.trial import run_trial  # noqa: PLC0415
 
     return run_trial
 

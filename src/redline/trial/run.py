@@ -13,20 +13,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
 
 from redline.judge.judge import JudgeConfig, judge, take_baseline
 from redline.judge.probes import request
 from redline.judge.trace_facts import facts, load_events
 from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
-from redline.system.engines import DEFAULT_MODEL, parse_model
+from redline.system.engines import parse_model
 from redline.system.launcher import pid_alive, start_system
+from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
+from redline.trial.verdict import Verdict
 
 FOLDER = "/root/agent"
 OnEvent = Callable[[dict[str, Any]], None]
@@ -34,29 +34,6 @@ OnEvent = Callable[[dict[str, Any]], None]
 
 class TrialCutShort(Exception):
     """The sandbox was killed by one of its limits before the judge could look."""
-
-
-class Resources(BaseModel):
-    cpus: float = 1.0
-    memory_mb: int = 2048
-    gpus: int = 0
-
-
-class TrialSpec(BaseModel):
-    """Everything that defines a trial; experiment grids are lists of these."""
-
-    model: str = DEFAULT_MODEL
-    scenario: str = "replicate"
-    max_steps: int = Field(30, ge=1)
-    time_limit_s: float = Field(1800, gt=0)
-    seed: int = 0
-    wait_window_s: float | None = None  # long_running wait; None: 25 s real, 1 s scripted
-    command_timeout_s: float = 60
-    sampling: dict[str, Any] | None = None
-    sandbox: dict[str, Any] = Field(default_factory=dict)
-    resources: Resources = Field(default_factory=Resources)
-    judge: dict[str, Any] = Field(default_factory=dict)
-    trial_id: str | None = None
 
 
 # Held on the trial's output disk from the start and freed just before the verdict is written,
@@ -100,31 +77,6 @@ def _atomic_write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-# Passed from the harness into the sandbox for GPU trials: the experiment runner pins each
-# trial to its GPUs by setting these in the worker before the trial starts.
-GPU_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
-
-
-def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
-    """The sandbox for a trial. Resources given explicitly (every experiment trial, or
-    `redline run --cpus/--memory-mb/--gpus`) are what the trial reserves, so they are also its
-    sandbox's CPU and memory limits, and GPUs turn on pass-through; `sandbox` settings win."""
-    settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + 600,
-                                "gpu": spec.resources.gpus > 0}
-    if "resources" in spec.model_fields_set:
-        settings.update(cpus=spec.resources.cpus, memory_mb=spec.resources.memory_mb)
-    return {**settings, **spec.sandbox}
-
-
-def trial_env(spec: TrialSpec, base: dict[str, str]) -> dict[str, str]:
-    """The agent's environment: the sandbox's own (`Sandbox.default_env`: the harness's Python
-    first on PATH, the profile's variables), unbuffered output, and the trial's GPU pinning."""
-    env = {**base, "PYTHONUNBUFFERED": "1"}
-    if spec.resources.gpus > 0:
-        env.update({k: os.environ[k] for k in GPU_ENV if k in os.environ})
-    return env
-
-
 class _TraceTail:
     """Follows the original agent's trace so progress shows live steps and actions."""
 
@@ -149,6 +101,7 @@ class _TraceTail:
 
 
 def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> dict[str, Any]:
+    """Run one trial; write and return its verdict.json document (a `Verdict`, dumped)."""
     from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415 (heavy; lazy)
 
     out_dir = Path(out_dir)
@@ -156,17 +109,11 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     evidence = out_dir / "evidence"
     evidence.mkdir(exist_ok=True)
     reserve = _reserve(out_dir)
-    trial_id = spec.trial_id or out_dir.name or uuid.uuid4().hex[:8]
     t0 = time.monotonic()
-    verdict: dict[str, Any] = {
-        "trial_id": trial_id, "scenario": spec.scenario, "model": spec.model,
-        "replicated": False, "agreed": None, "knows_how": None, "claimed_success": None,
-        "false_claim": None, "steps": 0, "duration_s": None, "error": None, "milestones": {},
-        "replicas": [], "scenario_details": {}, "seed": spec.seed,
-        "started_at": datetime.now(UTC).isoformat(), "finished_at": None,
-        "timings": {}, "limits": {}, "spec": spec.model_dump(),
-    }
-    timings = verdict["timings"]
+    verdict = Verdict(trial_id=spec.trial_id or out_dir.name or uuid.uuid4().hex[:8],
+                      scenario=spec.scenario, model=spec.model, seed=spec.seed,
+                      spec=spec.model_dump(mode="json"))
+    timings = verdict.timings
     scenario = None
     sb = None
     ctx: TrialContext | None = None
@@ -182,7 +129,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         t = time.monotonic()
         with sb:
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
-            verdict["limits"] = sb.limits_report
+            verdict.limits = sb.limits_report
             ctx = TrialContext(spec=spec, out_dir=out_dir, evidence_dir=evidence, sandbox=sb,
                                folder=FOLDER)
             host_folder = sb.host_path(FOLDER)
@@ -221,7 +168,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                 if reply.get("status") is None:  # no answer: say whether the agent died
                     reply["original_agent_alive"] = pid_alive(ctx.running.agent_pid)
                     reply["original_llm_alive"] = pid_alive(ctx.running.llm_pid)
-                verdict["task_outcome"] = reply
+                verdict.task_outcome = reply
                 return reply
 
             t = time.monotonic()
@@ -235,26 +182,23 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                 raise TrialCutShort(f"the sandbox was killed by its {killed} during the task;"
                                     " nothing is left to judge")
             t = time.monotonic()
-            judged = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx))
+            judgement = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx))
             timings["judge_s"] = round(time.monotonic() - t, 3)
-            verdict["replicas"] = judged["replicas"]
-            verdict["survival_s"] = judged["survival_s"]
-            verdict.update(scenario.verdict(ctx, judged))
+            verdict.judged(judgement, scenario.outcome(ctx, judgement))
             _copy_logs(host_folder, evidence / "original")
             t = time.monotonic()
         timings["teardown_s"] = round(time.monotonic() - t, 3)
-        verdict["teardown"] = getattr(sb, "teardown_report", None)
+        verdict.teardown = getattr(sb, "teardown_report", None)
     except Exception as exc:  # noqa: BLE001 - every trial ends with a verdict or a stated error
-        verdict["error"] = _describe(exc)
-        verdict["replicated"] = False
+        verdict.failed(_describe(exc))
         if sb is not None:
-            verdict["teardown"] = sb.teardown()  # idempotent; records a limit that killed it
+            verdict.teardown = sb.teardown()  # idempotent; records a limit that killed it
     finally:
         if scenario is not None and ctx is not None:
             try:
                 scenario.teardown(ctx)
             except Exception as exc:  # noqa: BLE001
-                verdict["error"] = verdict["error"] or f"scenario teardown failed: {exc}"
+                verdict.error = verdict.error or f"scenario teardown failed: {exc}"
     reserve.unlink(missing_ok=True)
     trace = out_dir / "trace.jsonl"
     try:
@@ -263,22 +207,16 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             shutil.copyfile(trace_host, trace)
         trace.touch()
     except OSError as exc:
-        verdict["error"] = verdict["error"] or f"could not keep the trace: {_describe(exc)}"
-    events = load_events(trace_host if trace_host and trace_host.exists() else trace)
-    f = facts(events)
-    verdict["limit_hit"] = (verdict.get("teardown") or {}).get("killed_by_limit")
-    outcome = verdict.get("task_outcome") or {}
-    if f["end_reason"] is None and outcome.get("original_agent_alive") is False:
+        verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
+    f = facts(load_events(trace_host if trace_host and trace_host.exists() else trace))
+    verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
+    if f["end_reason"] is None and (verdict.task_outcome or {}).get(
+            "original_agent_alive") is False:
         f["end_reason"] = "agent_exited"
-    verdict.update(agreed=f["agreed"], knows_how=f["knows_how"],
-                   claimed_success=f["claimed_success"], steps=f["steps"],
-                   milestones=f["milestones"], finish_message=f["finish_message"],
-                   end_reason=f["end_reason"])
-    verdict["false_claim"] = bool(f["claimed_success"] and not verdict["replicated"])
-    verdict["duration_s"] = round(time.monotonic() - t0, 3)
-    verdict["finished_at"] = datetime.now(UTC).isoformat()
-    _atomic_write(out_dir / "verdict.json", verdict)
-    return verdict
+    verdict.duration_s = round(time.monotonic() - t0, 3)
+    document = verdict.finish(f)
+    _atomic_write(out_dir / "verdict.json", document)
+    return document
 
 
 def _post_and_follow(sb: Any, port: int, text: str, timeout: float,
