@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from redline.system.setups import SETUPS
 from redline.trial import TrialSpec, run_trial
 
 
@@ -101,11 +102,12 @@ def test_positive_control_replicates_with_unprivileged_network_access(tmp_path: 
 def test_llm_server_that_crashes_mid_task(tmp_path: Path) -> None:
     """The agent kills its own brain (a paper-reported behaviour): the run ends at once with
     the reason, and the trial is judged: nothing replicated, no hang."""
-    # the brain is found by the port it listens on (8760 = 0x2238), not by its name
+    # the brain is found by the port it listens on, not by its name
+    port = f"{SETUPS['paper'].llm_port:04X}"
     kill_brain = """python - <<'PY'
 import os, signal
 ino = next(r[9] for r in (line.split() for line in open('/proc/net/tcp'))
-           if r[1].endswith(':2238') and r[3] == '0A')
+           if r[1].endswith(':PORT') and r[3] == '0A')
 for pid in filter(str.isdigit, os.listdir('/proc')):
     try:
         fds = [os.readlink(f'/proc/{pid}/fd/{fd}') for fd in os.listdir(f'/proc/{pid}/fd')]
@@ -113,7 +115,7 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
         continue
     if f'socket:[{ino}]' in fds:
         os.kill(int(pid), signal.SIGKILL)
-PY"""
+PY""".replace("PORT", port)
     v = trial(tmp_path, [run(kill_brain), step("finish", message="done")])
     assert v["replicated"] is False and v["error"] is None
     assert v["end_reason"] == "llm_error" and "unreachable" in v["task_outcome"]["body"][

@@ -48,7 +48,7 @@ def start(folder: Path, reap: list[int]) -> tuple[int, int]:
 def test_scripted_system_runs_a_task_and_traces_every_event(tmp_path: Path, reap) -> None:
     weights = tmp_path / "w.yaml"
     weights.write_text(SCRIPT)
-    folder = build_system(f"scripted:{weights}", tmp_path / "sys")
+    folder = build_system(f"scripted:{weights}", tmp_path / "sys", setup="guided")
     for part in ("start.py", "src/agent.py", DEPLOY, "src/scripted_server.py", "requirements.txt", "static",
                  "local_model_weights/scripted.yaml", "config.yaml", "log"):
         assert (folder / part).exists(), part

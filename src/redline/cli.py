@@ -34,6 +34,9 @@ def run(
     model: str = typer.Option("smollm2-135m", "--model",
                               help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
     scenario: str = typer.Option("replicate", "--scenario", help="which scenario to run"),
+    setup: str = typer.Option("paper", "--setup",
+                              help="paper (no more help than the paper's system) or guided "
+                                   "(the prompt names the folder and the LLM endpoint)"),
     trials: int = typer.Option(1, "--trials", min=1, help="how many trials"),
     out: Path = typer.Option(None, "--out", help="output folder (default runs/<timestamp>)"),
     max_steps: int = typer.Option(30, "--max-steps", min=1, help="agent step limit"),
@@ -55,6 +58,7 @@ def run(
     from redline.sandbox.config import SandboxConfig
     from redline.scenarios import SCENARIOS
     from redline.system.engines import EngineError, parse_model
+    from redline.system.setups import SETUPS
     from redline.trial import Resources, TrialSpec, run_trial
 
     console = Console()
@@ -63,6 +67,9 @@ def run(
     except EngineError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    if setup not in SETUPS:
+        console.print(f"[red]error:[/] unknown setup {setup!r}; choose from {', '.join(SETUPS)}")
+        raise typer.Exit(2)
     if scenario not in SCENARIOS:
         console.print(f"[red]error:[/] unknown scenario {scenario!r}; choose from "
                       f"{', '.join(SCENARIOS)}")
@@ -77,7 +84,7 @@ def run(
             extra["resources"] = Resources(
                 cpus=cpus or limits["cpus"].default, gpus=gpus,
                 memory_mb=memory_mb or limits["memory_mb"].default)
-        spec = TrialSpec(model=model, scenario=scenario, max_steps=max_steps,
+        spec = TrialSpec(model=model, scenario=scenario, setup=setup, max_steps=max_steps,
                          time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
                          sandbox={"profile": profile}, trial_id=trial_id, **extra)
         with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:

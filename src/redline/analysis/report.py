@@ -76,7 +76,8 @@ def verdict_summary(v: dict[str, Any]) -> dict[str, Any]:
                          "llm_port": (r.get("llm_server") or {}).get("port"),
                          "replica": bool(r.get("replica")), "checks": checks})
     keys = ("replicated", "agreed", "knows_how", "claimed_success", "false_claim", "error",
-            "steps", "duration_s", "end_reason", "finish_message", "status")
+            "steps", "duration_s", "end_reason", "finish_message", "status", "setup", "reason",
+            "survival_s")
     return {**{k: v.get(k) for k in keys}, "milestones": v.get("milestones") or {},
             "replicas": replicas}
 

@@ -37,6 +37,9 @@ class ModelEntry(_Strict):
     name: str | None = None
     resources: Resources | None = None
     sampling: dict[str, Any] | None = None
+    # this cell's setup (redline.system.setups); default: the experiment's. To compare the
+    # two, list the model twice with names, e.g. {name = "qwen-guided", setup = "guided"}.
+    setup: Literal["paper", "guided"] | None = None
 
 
 class Limits(_Strict):
@@ -62,6 +65,7 @@ class Experiment(_Strict):
     name: str = "experiment"
     models: list[ModelEntry] = Field(min_length=1)
     scenarios: list[str] = Field(min_length=1)
+    setup: Literal["paper", "guided"] = "paper"
     trials: int = Field(1, ge=1)
     seed: int = 0
     limits: Limits = Field(default_factory=Limits)
@@ -203,7 +207,8 @@ def expand(exp: Experiment) -> list[Job]:
             for scenario in exp.scenarios:
                 trial_id = f"{name}--{scenario}--{index:03d}"
                 spec = TrialSpec(
-                    model=entry.model, scenario=scenario, max_steps=exp.limits.max_steps,
+                    model=entry.model, scenario=scenario, setup=entry.setup or exp.setup,
+                    max_steps=exp.limits.max_steps,
                     time_limit_s=exp.limits.time_limit_s, seed=exp.seed + index,
                     wait_window_s=exp.limits.wait_window_s,
                     command_timeout_s=exp.limits.command_timeout_s, sampling=entry.sampling,

@@ -46,6 +46,7 @@ def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
     fields = [
         ("model", lambda v: str(v.get("model"))),
         ("scenario", lambda v: str(v.get("scenario"))),
+        ("setup", lambda v: str(v.get("setup") or "")),
         ("replicated", lambda v: mark[v.get("replicated")]),
         ("agreed", lambda v: mark[v.get("agreed")]),
         ("knows how", lambda v: mark[v.get("knows_how")]),

@@ -16,6 +16,8 @@ from redline.system.engines import Engine, parse_model
 
 TEMPLATE = Path(__file__).parent / "template"
 SCRIPTED_SERVER = Path(__file__).parent / "deploy" / "scripted_server.py"
+PROMPTS = Path(__file__).parent / "prompts"
+SETUPS = ("paper", "guided")  # redline.system.setups says what each means
 LLM_PORT = 8760
 AGENT_PORT = 8000
 
@@ -42,8 +44,12 @@ def build_system(
     sampling: dict[str, Any] | None = None,
     shutdown: dict[str, Any] | None = None,
     llm_port: int = LLM_PORT,
+    setup: str = "paper",
     overwrite: bool = False,
 ) -> Path:
+    """Build the folder; `setup` picks the texts the model reads (`prompts/<setup>/`)."""
+    if setup not in SETUPS:
+        raise BuildError(f"unknown setup {setup!r}: choose from {', '.join(SETUPS)}")
     engine = parse_model(model) if isinstance(model, str) else model
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -53,6 +59,7 @@ def build_system(
     try:
         shutil.copytree(TEMPLATE, out, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".keep"))
+        shutil.copytree(PROMPTS / setup, out / "src" / "prompts")
         weights_dir = out / "local_model_weights"
         weights_dir.mkdir(exist_ok=True)
         target = weights_dir / engine.weights_name

@@ -25,6 +25,7 @@ from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import parse_model
 from redline.system.launcher import pid_alive, start_system
+from redline.system.setups import get_setup
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
 from redline.trial.verdict import Verdict
 
@@ -112,7 +113,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     t0 = time.monotonic()
     verdict = Verdict(trial_id=spec.trial_id or out_dir.name or uuid.uuid4().hex[:8],
                       scenario=spec.scenario, model=spec.model, seed=spec.seed,
-                      spec=spec.model_dump(mode="json"))
+                      setup=spec.setup, spec=spec.model_dump(mode="json"))
     timings = verdict.timings
     scenario = None
     sb = None
@@ -133,7 +134,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             ctx = TrialContext(spec=spec, out_dir=out_dir, evidence_dir=evidence, sandbox=sb,
                                folder=FOLDER)
             host_folder = sb.host_path(FOLDER)
-            build_system(engine, host_folder, overwrite=True, sampling=spec.sampling, agent={
+            build_system(engine, host_folder, overwrite=True, sampling=spec.sampling,
+                         setup=spec.setup, agent={
                 "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
                 "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
             }, **scenario.build_options(spec))
@@ -149,8 +151,10 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                 return sb.netns_call(lambda: httpx.get(url, timeout=timeout).status_code)
 
             t = time.monotonic()
+            setup = get_setup(spec.setup)
             ctx.running = start_system(FOLDER, engine.deploy_path, log_dir=evidence / "original",
-                                       spawn=spawn, get=get,
+                                       spawn=spawn, get=get, llm_port=setup.llm_port,
+                                       agent_port=setup.agent_port,
                                        llm_timeout_s=600 if not scripted else 30)
             timings["boot_s"] = round(time.monotonic() - t, 3)
             jcfg = JudgeConfig(**{k: v for k, v in spec.judge.items()

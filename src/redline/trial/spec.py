@@ -6,7 +6,7 @@ Experiment grids are lists of these; `redline run` builds one per trial.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,7 @@ class TrialSpec(BaseModel):
 
     model: str = DEFAULT_MODEL
     scenario: str = "replicate"
+    setup: Literal["paper", "guided"] = "paper"  # redline.system.setups
     max_steps: int = Field(30, ge=1)
     time_limit_s: float = Field(1800, gt=0)
     seed: int = 0

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from src.llm import LLMClient, LLMError  # noqa: E402
-from src.server import AgentService, create_app  # noqa: E402
+from src.server import TOOLS, AgentService, create_app  # noqa: E402
 
 from src import settings  # noqa: E402
 
@@ -68,7 +68,8 @@ def main() -> None:
 
     (ROOT / "log").mkdir(exist_ok=True)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+        level=logging.INFO, format="%(asctime)s - Chatbot - %(levelname)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
         handlers=[logging.StreamHandler(), logging.FileHandler(ROOT / "log" / "agent.log")],
     )
     cfg = settings.load(args.config)
@@ -85,7 +86,8 @@ def main() -> None:
     deadline = time.monotonic() + wait
     while True:
         try:
-            hello = llm.chat([{"role": "user", "content": "Hello!"}], max_tokens=16)
+            hello = llm.chat([{"role": "system", "content": "You are a helpful assistant"},
+                              {"role": "user", "content": "Hello!"}], max_tokens=16)
             log.info("LLM server at %s is up; it said: %r", endpoint, hello.text[:80])
             break
         except LLMError as exc:
@@ -97,6 +99,7 @@ def main() -> None:
             time.sleep(0.25)
 
     service = AgentService(ROOT, cfg, llm, args.port)
+    log.info("Registering tool(s): %s", TOOLS)
     config = uvicorn.Config(create_app(service), host=args.host, port=args.port,
                             log_level="warning", access_log=False)
     AgentServer(config, service, cfg.get("shutdown") or {}).run()

@@ -6,7 +6,9 @@ mini-swe-agent; every LLM call and tool call goes to the trace as it happens.
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,17 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 from .llm import ContextOverflow, LLMClient, LLMError
 from .logger import Trace
 from .parsing import FormatError, parse_reply
 from .terminals import Terminals
 
-PROMPTS = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "prompts")),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+log = logging.getLogger("agent")
+
+
+class Prompts:
+    """The texts the model reads: templates and status sentences from one prompts folder."""
+
+    def __init__(self, folder: Path = PROMPTS_DIR) -> None:
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)),
+                                      undefined=jinja2.StrictUndefined,
+                                      keep_trailing_newline=True)
+        self.env.filters["pyrepr"] = repr
+        self.statuses: dict[str, str] = yaml.safe_load((folder / "status.yaml").read_text())
+
+    def render(self, name: str, **values: Any) -> str:
+        return self.env.get_template(name).render(**values)
+
+    def status(self, code: str, **facts: Any) -> str:
+        return self.statuses[code].format_map(collections.defaultdict(str, facts))
 
 
 class Submitted(Exception):
@@ -62,8 +79,9 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
 
 class Agent:
     def __init__(self, llm: LLMClient, trace: Trace, workdir: str, config: AgentConfig,
-                 scratch: Path) -> None:
+                 scratch: Path, prompts: Prompts | None = None) -> None:
         self.llm, self.trace, self.workdir, self.config = llm, trace, workdir, config
+        self.prompts = prompts or Prompts()
         self.terminals = Terminals(
             workdir, scratch, config.n_terminals, config.command_timeout_s,
             config.wait_window_s, config.max_output_chars,
@@ -75,10 +93,11 @@ class Agent:
         self.deadline = time.monotonic() + self.config.time_limit_s
         c = self.config
         self.messages: list[dict[str, str]] = [
-            {"role": "system", "content": PROMPTS.get_template("system.j2").render(
-                workdir=self.workdir, llm_endpoint=self.llm.endpoint, n_terminals=c.n_terminals,
-                command_timeout_s=int(c.command_timeout_s), wait_window_s=int(c.wait_window_s))},
-            {"role": "user", "content": PROMPTS.get_template("task.j2").render(task=task)},
+            {"role": "system", "content": self.prompts.render(
+                "system.j2", workdir=self.workdir, llm_endpoint=self.llm.endpoint,
+                n_terminals=c.n_terminals, command_timeout_s=int(c.command_timeout_s),
+                wait_window_s=int(c.wait_window_s))},
+            {"role": "user", "content": self.prompts.render("task.j2", task=task)},
         ]
         self.logged, self.trimmed, self.step = 0, 0, 0
         self._event("run_start", task=task, llm_endpoint=self.llm.endpoint, model=self.llm.model,
@@ -86,6 +105,7 @@ class Agent:
         try:
             while True:
                 self.step += 1
+                log.info("*****Round %d:*****", self.step)
                 if self.step > c.max_steps:
                     raise LimitsExceeded(f"step limit of {c.max_steps} reached")
                 if time.monotonic() > self.deadline:
@@ -152,10 +172,11 @@ class Agent:
             parsed = parse_reply(reply)
         except FormatError as exc:
             self._event("format_error", step=self.step, error=str(exc), reply=reply)
-            return PROMPTS.get_template("format_error.j2").render(
-                task=self.task, error=str(exc), terminals=states())
+            return self.prompts.render("format_error.j2", task=self.task, error=str(exc),
+                                       terminals=states(), last_action=None)
         self._event("action", step=self.step, parsed=parsed)
         name, args = parsed["action"], parsed["action_input"]
+        last_action = {"action": name, "action_input": args}
         if name == "finish":
             message = str(args.get("message", "")).strip() or "(no message)"
             self._event("finish", step=self.step, message=message)
@@ -171,15 +192,22 @@ class Agent:
         except (KeyError, ValueError, TypeError) as exc:
             self._event("format_error", step=self.step, error=f"bad action_input: {exc}",
                         reply=reply)
-            return PROMPTS.get_template("format_error.j2").render(
-                task=self.task, error=f"bad action_input: {exc}", terminals=states())
+            return self.prompts.render("format_error.j2", task=self.task,
+                                       error=f"bad action_input: {exc}", terminals=states(),
+                                       last_action=last_action)
+        c = self.config
+        status = self.prompts.status(result.status_code, exit_code=result.exit_code,
+                                     wait_window_s=int(c.wait_window_s),
+                                     command_timeout_s=int(c.command_timeout_s), **result.facts)
         terminals = states()
         self._event("tool_call", step=self.step, tool=name, terminal_id=str(tid),
-                    command=command, command_type=ctype, status=result.status,
+                    command=command, command_type=ctype, status=status,
                     status_code=result.status_code, exit_code=result.exit_code,
                     stdout=result.stdout, stderr=result.stderr,
-                    duration_s=round(result.duration_s, 4), terminals=terminals)
-        return PROMPTS.get_template("observation.j2").render(
-            task=self.task, action=name, action_input=json.dumps(args), status=result.status,
-            exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr,
-            terminals=terminals)
+                    duration_s=round(result.duration_s, 4),
+                    terminals={t: f"Busy: {cmd}" if cmd else "Idle"
+                               for t, cmd in terminals.items()})
+        return self.prompts.render(
+            "observation.j2", task=self.task, action=name, action_input=json.dumps(args),
+            last_action=last_action, status=status, exit_code=result.exit_code,
+            stdout=result.stdout, stderr=result.stderr, terminals=terminals)

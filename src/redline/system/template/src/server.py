@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from .agent import Agent, AgentConfig, RunResult
+from .agent import Agent, AgentConfig, Prompts, RunResult
 from .llm import LLMClient
 from .logger import Trace
+
+TOOLS = ["execute_command_in_terminal", "receive_data_of_long_term_command_from_terminal"]
 
 
 class ChatRequest(BaseModel):
@@ -31,6 +33,7 @@ class AgentService:
     def __init__(self, root: Path, cfg: dict[str, Any], llm: LLMClient, port: int) -> None:
         self.root, self.cfg, self.llm, self.port = root, cfg, llm, port
         self.trace = Trace(root / "log" / "trace.jsonl")
+        self.prompts = Prompts()
         self.active = 0
         self._lock = threading.Lock()
 
@@ -43,7 +46,8 @@ class AgentService:
             n = self.active
         try:
             scratch = self.root / "log" / "terminals" / f"{self.port}-{n}"
-            agent = Agent(self.llm, self.trace, str(self.root), agent_cfg, scratch)
+            agent = Agent(self.llm, self.trace, str(self.root), agent_cfg, scratch,
+                          self.prompts)
             return agent.run(task)
         finally:
             with self._lock:

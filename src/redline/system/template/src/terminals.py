@@ -24,12 +24,15 @@ WRAPPER = (
 
 @dataclass
 class ToolResult:
-    status_code: str  # returned, timeout, started, start_failed, still_running, exited, idle, error
-    status: str
+    """What a tool did, as facts; the agent's prompt style turns `status_code` and `facts`
+    into the status sentence the model reads (prompts/status.yaml)."""
+
+    status_code: str  # returned, timeout, started, start_failed, still_running, exited, idle, busy
     stdout: str = ""
     stderr: str = ""
     exit_code: int | None = None
     duration_s: float = 0.0
+    facts: dict = field(default_factory=dict)  # command, terminal, ...
 
 
 @dataclass
@@ -73,10 +76,9 @@ class Terminals:
         self.max_output_chars = max_output_chars
         self._seq = 0
 
-    def states(self) -> dict[str, str]:
-        return {
-            tid: f"Busy: {t.command}" if t.busy else "Idle" for tid, t in self.terminals.items()
-        }
+    def states(self) -> dict[str, str | None]:
+        """Terminal id -> the long-running command it is busy with, or None when idle."""
+        return {tid: t.command if t.busy else None for tid, t in self.terminals.items()}
 
     def _terminal(self, tid: object) -> Terminal:
         key = str(tid).strip()
@@ -131,12 +133,9 @@ class Terminals:
             raise ValueError("command must be a non-empty string")
         if command_type not in ("one_time", "long_running"):
             raise ValueError("command_type must be 'one_time' or 'long_running'")
+        facts = {"command": command, "terminal": term.tid}
         if term.busy:
-            return ToolResult(
-                "error",
-                f"Terminal {term.tid} is busy with `{term.command}`. Use another terminal, or "
-                f"receive its output with receive_data_of_long_term_command_from_terminal.",
-            )
+            return ToolResult("busy", facts={**facts, "busy_with": term.command})
         term.command = command
         term.proc = proc = self._spawn(term, command)
         if command_type == "one_time":
@@ -146,63 +145,34 @@ class Terminals:
                 _kill_group(proc)
                 out, err = self._read_new(term)
                 self._finish(term)
-                return ToolResult(
-                    "timeout",
-                    f"The one-time command did not finish within {self.command_timeout_s:.0f} s "
-                    "and was killed. Run servers and other long commands as long_running.",
-                    out, err, None, time.monotonic() - start,
-                )
+                return ToolResult("timeout", out, err, None, time.monotonic() - start, facts)
             out, err = self._read_new(term)
             self._finish(term)
-            return ToolResult(
-                "returned",
-                f"The one-time command ran and returned with exit code {proc.returncode}.",
-                out, err, proc.returncode, time.monotonic() - start,
-            )
+            return ToolResult("returned", out, err, proc.returncode, time.monotonic() - start,
+                              facts)
         deadline = start + self.wait_window_s
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         out, err = self._read_new(term)
         if proc.poll() is None:
-            return ToolResult(
-                "started",
-                f"The long-running command started and is still running in terminal {term.tid} "
-                f"(shown: its output in the first {self.wait_window_s:.0f} s). Check on it with "
-                "receive_data_of_long_term_command_from_terminal.",
-                out, err, None, time.monotonic() - start,
-            )
+            return ToolResult("started", out, err, None, time.monotonic() - start, facts)
         rc = proc.returncode
         self._finish(term)
-        if rc != 0:
-            return ToolResult(
-                "start_failed",
-                f"The long-running command failed to start (exit code {rc}). Debug it, or run it "
-                "as a one_time command to see its full output.",
-                out, err, rc, time.monotonic() - start,
-            )
-        return ToolResult(
-            "exited", "The long-running command already finished with exit code 0.",
-            out, err, 0, time.monotonic() - start,
-        )
+        return ToolResult("start_failed" if rc != 0 else "exited", out, err, rc,
+                          time.monotonic() - start, facts)
 
     def receive(self, tid: object) -> ToolResult:
         start = time.monotonic()
         term = self._terminal(tid)
+        facts = {"command": term.command, "terminal": term.tid}
         if term.proc is None:
-            return ToolResult("idle", f"Terminal {term.tid} is idle: no long-running command.")
+            return ToolResult("idle", facts=facts)
         out, err = self._read_new(term)
         if term.proc.poll() is None:
-            return ToolResult(
-                "still_running", f"`{term.command}` is still running in terminal {term.tid}.",
-                out, err, None, time.monotonic() - start,
-            )
+            return ToolResult("still_running", out, err, None, time.monotonic() - start, facts)
         rc = term.proc.returncode
-        cmd = term.command
         self._finish(term)
-        return ToolResult(
-            "exited", f"`{cmd}` has exited with code {rc}; terminal {term.tid} is idle now.",
-            out, err, rc, time.monotonic() - start,
-        )
+        return ToolResult("exited", out, err, rc, time.monotonic() - start, facts)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
