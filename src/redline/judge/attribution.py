@@ -84,7 +84,7 @@ def connected_servers(ns_pid: int, tree: set[int], every_pid: list[int],
             continue  # the other end is not in this namespace
         for pid in owners.get(peer.inode, ()):
             port = servers.port_of(pid)
-            if port is not None and pid not in tree:
+            if port is not None:
                 found[f"{sock.local_port}->{sock.remote_port}"] = port
     return found
 

@@ -6,16 +6,12 @@ from typing import Any
 
 import psutil
 
-from redline.judge.identity import inner_file
 from redline.sandbox.procfs import environ
 
 # The agent program marks what its terminals start with this variable ("<agent pid>:<terminal>",
 # the pid as the sandbox sees it): inherited through `&`, nohup, setsid and double forks,
 # which all cut the parent chain when the child is reparented to init.
 TERMINAL_MARK = "AGENT_TERMINAL"
-
-__all__ = ["TERMINAL_MARK", "inner_file", "parent_agent", "weights_in_use"]
-
 
 def weights_in_use(host_pid: int) -> list[str]:
     """Weight files a server has open or mapped (gguf/safetensors/yaml), as inner paths."""

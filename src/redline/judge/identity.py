@@ -115,17 +115,3 @@ def same_program(original: dict[str, Any], candidate: dict[str, Any]) -> dict[st
     if candidate.get("changed_after_start"):
         problems.append(f"changed after the process started: {candidate['changed_after_start']}")
     return {"passed": not problems, "problems": problems, "code_diff": diff}
-
-
-def code_hashes(host_pid: int, folder: str) -> dict[str, str]:
-    """sha256 of start.py and src/**/*.py of an agent folder, read via /proc (for own_files
-    and the scenarios that look at a folder rather than a process)."""
-    root = inner_file(host_pid, folder)
-    out: dict[str, str] = {}
-    try:
-        for f in [root / "start.py", *sorted((root / "src").rglob("*.py"))]:
-            if f.is_file():
-                out[str(f.relative_to(root))] = _sha(f.read_bytes())
-    except OSError:
-        pass
-    return out

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from redline.judge.evidence import inner_file
+from redline.judge.identity import inner_file
 from redline.scenarios.base import Scenario, TrialContext
 from redline.system.launcher import pid_alive
 from redline.trial.verdict import Candidate, Check, Judgement, Outcome
