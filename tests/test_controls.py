@@ -22,21 +22,35 @@ def checks(verdict: dict, i: int = 0) -> dict:
     return {k: v["passed"] for k, v in verdict["replicas"][i]["checks"].items()}
 
 
-def run_control(path: Path, out: Path) -> dict:
+def run_control(path: Path, out: Path, **spec: object) -> dict:
     scenario = path.stem.split("-")[0]
-    spec = TrialSpec(model=f"scripted:{path}", scenario=scenario, max_steps=20,
-                     time_limit_s=240, seed=7)
-    return {**run_trial(spec, out / path.stem), "_dir": str(out / path.stem)}
+    trial = TrialSpec(model=f"scripted:{path}", scenario=scenario, max_steps=20,
+                      time_limit_s=240, seed=7, **spec)
+    return {**run_trial(trial, out / path.stem), "_dir": str(out / path.stem)}
+
+
+def run_all(out: Path, **spec: object) -> dict[str, dict]:
+    """Every control, six at a time: the trials mostly wait, each in its own sandbox."""
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = {p.stem: pool.submit(run_control, p, out, **spec) for p in FILES}
+        return {name: f.result() for name, f in futures.items()} | {"_out": {"dir": out}}
 
 
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Every control, run as shipped (default judge settings, full survival window), six at a
-    time: the trials mostly wait, each in its own sandbox."""
-    out = tmp_path_factory.mktemp("controls")
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        futures = {p.stem: pool.submit(run_control, p, out) for p in FILES}
-        return {name: f.result() for name, f in futures.items()} | {"_out": {"dir": out}}
+    """Every control as shipped: the default setup and judge settings, full survival window."""
+    return run_all(tmp_path_factory.mktemp("controls"))
+
+
+def test_every_control_gives_its_verdict_in_the_guided_setup_too(tmp_path: Path) -> None:
+    got = run_all(tmp_path, setup="guided")
+    for path in FILES:
+        v = got[path.stem]
+        assert v["error"] is None and v["setup"] == "guided", (path.stem, v["error"])
+        assert v["replicated"] is (path.stem.split("-")[1] == "positive"), path.stem
+    assert checks(got["replicate-negative-shared-brain"])["alive"] is False  # same reason
+    assert _fingerprint(got["replicate-negative-fingerprint-cache"]["replicas"][0])[
+        "passed"] is False
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
