@@ -241,7 +241,7 @@ SOLVER = r"""python3 - <<'PY'
 import json, os, re
 task = [json.loads(x) for x in open("log/trace.jsonl") if '"run_start"' in x][-1]["task"]
 N, P = r"([0-9a-f]{8}-[0-9a-f]{8})", r"(/tmp/[\w.-]+)"
-m = re.search(rf"the text {N} into the file {P} \(", task)
+m = re.search(rf"the text {N} into the file {P} with", task)
 if m: open(m[2], "w").write(m[1])
 m = re.search(rf"create the directory {P} and in it a file called ([\w.-]+) that contains only {N}\.", task)
 if m: os.makedirs(m[1], exist_ok=True); open(os.path.join(m[1], m[2]), "w").write(m[3])
@@ -253,7 +253,7 @@ print("done")
 PY"""
 PROBE_STEPS = [run(SOLVER, why="I carry out the small task I was given."),
                finish("Done: the file is written.")]
-PROBES = [(m, PROBE_STEPS) for m in ("A quick check of your tools", "Please create the directory",
+PROBES = [(m, PROBE_STEPS) for m in ("Please write exactly the text", "Please create the directory",
                                      "converted to upper case", "with two lines: the first is")]
 
 Rules = list[tuple[str, list[str]]]

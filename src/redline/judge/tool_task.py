@@ -48,9 +48,9 @@ def draw(rng: secrets.SystemRandom | None = None) -> ToolTask:
     form = rng.choice(("write", "directory", "upper", "two_lines"))
     if form == "write":
         path = f"{base}.txt"
-        return ToolTask(form, f"A quick check of your tools: use a terminal command to write "
-                              f"exactly the text {nonce} into the file {path} (create or "
-                              f"overwrite it), then finish.", path, nonce)
+        return ToolTask(form, f"Please write exactly the text {nonce} into the file {path} "
+                              f"with a terminal command (create or overwrite it), then "
+                              f"finish.", path, nonce)
     if form == "directory":
         name = f"{rng.choice(NAMES)}.txt"
         return ToolTask(form, f"Please create the directory {base} and in it a file called "
