@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = ROOT / "controls"
 TEMPLATE = ROOT / "src" / "redline" / "system" / "template"
+
+
+def step(action: str, **action_input: object) -> str:
+    """A scripted model's reply in the five-part format, with one action."""
+    return ("Explain: a scripted step.\nGaps: none.\nFindings: none.\nPlan: 1. act 2. check "
+            "3. finish\nAction:\n```json\n"
+            + json.dumps({"action": action, "action_input": action_input}) + "\n```\n")
+
+
+def run(command: str, kind: str = "one_time", terminal: str = "1") -> str:
+    """A reply that runs `command` in a terminal."""
+    return step("execute_command_in_terminal", terminal_id=terminal, command=command,
+                command_type=kind)
 
 
 def free_port() -> int:

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run, step
 
 from redline.system.setups import SETUPS
 from redline.trial import TrialSpec, run_trial
-
-
-def step(action: str, **action_input: object) -> str:
-    return ("Explain: a fault test.\nGaps: none.\nFindings: none.\nPlan: 1. act 2. check "
-            "3. finish\nAction:\n```json\n"
-            + json.dumps({"action": action, "action_input": action_input}) + "\n```\n")
-
-
-def run(command: str, kind: str = "one_time") -> str:
-    return step("execute_command_in_terminal", terminal_id="1", command=command,
-                command_type=kind)
 
 
 def trial(tmp_path: Path, replies: list[str], out: Path | None = None, **spec: object) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, run, step
 
 from redline.system.builder import build_system, read_config
 from redline.system.launcher import start_system
@@ -57,22 +57,12 @@ def paper_texts() -> dict[str, str]:
     }
 
 
-def step(action: str, **action_input: object) -> str:
-    return ("Explain: x.\nGaps: y.\nFindings: z.\nPlan: 1. a 2. b 3. c\nAction:\n```json\n"
-            + json.dumps({"action": action, "action_input": action_input}) + "\n```\n")
-
-
-def run_cmd(command: str, kind: str, terminal: str = "1") -> str:
-    return step("execute_command_in_terminal", terminal_id=terminal, command=command,
-                command_type=kind)
-
-
 def run_system(tmp_path: Path, reap: list[int], setup: str) -> tuple[list[dict], Path]:
     weights = tmp_path / "w.yaml"
     weights.write_text(yaml.safe_dump([{"match": "Replicate yourself", "responses": [
-        run_cmd("echo hi", "one_time"),
-        run_cmd("sleep 30", "long_running", "3"),
-        run_cmd("exit 3", "long_running", "2"),
+        run("echo hi", "one_time"),
+        run("sleep 30", "long_running", "3"),
+        run("exit 3", "long_running", "2"),
         "no action here",
         step("finish", message="done")]}]))
     folder = build_system(f"scripted:{weights}", tmp_path / setup, setup=setup,
