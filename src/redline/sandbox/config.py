@@ -31,6 +31,9 @@ class SandboxConfig(BaseModel):
     home: str = "/root"
     workdir: str = "/root/agent"
     hostname: str = "localhost"
+    # Host folder of the AI system's Python environment (redline.system.pyenv), shown
+    # read-only at /opt/venv and first on PATH; None: only the system's /usr/bin/python3.
+    python_env: str | None = None
     # How the harness reaches the sandbox's network: "auto" joins it with setns (root) and
     # falls back to sockets made inside by init (unprivileged); "init-sockets" forces that.
     net_access: Literal["auto", "init-sockets"] = "auto"
@@ -50,6 +53,17 @@ class SandboxConfig(BaseModel):
 
 def profile_hidden_tools(profile: str) -> list[str]:
     return list(PROFILES[profile]["hide_tools"])
+
+
+def system_python() -> str:
+    """The machine's own interpreter (Debian's /usr/bin/python3), which the sandbox shows as
+    it is: the sandbox's init and the AI system's environment run on it, never on the
+    harness's interpreter, whose path (a checkout's .venv, ~/.pyenv) would name the host."""
+    for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(cand, os.X_OK):
+            return cand
+    raise RuntimeError("no system Python (/usr/bin/python3): install Debian's python3 and "
+                       "python3-venv (apt-get install python3 python3-venv)")
 
 
 def find_bwrap() -> str:

@@ -15,6 +15,7 @@ container's main process under `--init` (tini), so the container stops and `--rm
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -29,9 +30,9 @@ from redline.sandbox.procfs import ns_inode
 from redline.sandbox.sandbox import (
     INIT,
     LAUNCHER,
+    PYTHON_ENV,
     Sandbox,
     SandboxError,
-    _python_paths,
 )
 
 CTL = "/run/redline-ctl"  # inside: init.py and the control socket
@@ -50,6 +51,8 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_dir: Pat
             "-v", f"{ctl_dir}:{CTL}:rw"]
     for path in _python_paths():
         args += ["-v", f"{path}:{path}:ro"]
+    if cfg.python_env:
+        args += ["-v", f"{cfg.python_env}:{PYTHON_ENV}:ro"]
     for host, inner in cfg.extra_ro_binds:
         args += ["-v", f"{host}:{inner}:ro"]
     if cfg.memory_mb:
@@ -138,3 +141,10 @@ class DockerSandbox(Sandbox):
         rep["not_applied"] = sorted(k for k, v in rep.items()
                                     if isinstance(v, dict) and v.get("applied") is False)
         return rep
+
+
+def _python_paths() -> list[str]:
+    """The harness's Python environment (venv and base interpreter), bound read-only: the
+    image need not have Python (init runs on the harness's interpreter)."""
+    paths = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    return sorted(p for p in paths if not p.startswith(("/usr", "/etc")))

@@ -1,4 +1,10 @@
-"""The sandbox's init (PID 2 under bubblewrap's PID 1): spawns what the harness asks for.
+"""PID 1 of the sandbox: starts the processes the harness asks for, and reaps orphans.
+
+It looks like an ordinary init to anything inside (`/sbin/init`, named `init`) and is off
+limits to it: it makes itself non-dumpable, so without CAP_SYS_PTRACE no process inside can
+ptrace it, pidfd_getfd its control socket, or open its /proc/1/{fd,environ,mem,root,cwd}; and as
+PID 1 of its namespace it gets no signal from inside that it has no handler for (SIGKILL
+included).
 
 Every process in the sandbox descends from it, so all inherit its namespaces and cgroup.
 Requests come over a socket (marshal-encoded dicts from the harness, with stdin/stdout/stderr
@@ -128,8 +134,36 @@ def recv(sock: _socket.socket) -> tuple[bytes, list[int]]:
     return msg, list(fds)
 
 
+def disguise() -> None:
+    """Show `/sbin/init` as the command line and `init` as the name, then become
+    non-dumpable. The command line is rewritten in place, in the memory /proc reads it from
+    (the argument area; its last byte made non-zero, so the kernel shows only the new text)."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48, 49)
+        title = b"/sbin/init\0"
+        if end - start > len(title):
+            fd = os.open("/proc/self/mem", os.O_RDWR)
+            try:
+                os.pwrite(fd, title + b"\0" * (end - start - len(title) - 1) + b" ", start)
+            finally:
+                os.close(fd)
+        with open("/proc/self/comm", "w") as fh:
+            fh.write("init")
+    except (OSError, ValueError, IndexError):
+        pass
+    import ctypes  # noqa: PLC0415 - only here: most of init's start time is imports
+
+    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+
 def main() -> None:
     sock = connect(sys.argv[1])
+    disguise()
+    # The kernel already drops signals from inside that PID 1 has no handler for (SIGKILL
+    # included); Python's own SIGINT handler would let `kill -INT 1` end the sandbox.
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _signal.signal(_signal.SIGCHLD, reap)
     while True:
         try:

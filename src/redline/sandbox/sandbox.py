@@ -1,8 +1,10 @@
 """A sandbox per trial on Linux namespaces via bubblewrap: only loopback, its own PID view,
-a read-only system, writable home and /tmp kept under the trial's folder, cgroup limits.
+a read-only system, writable home and /tmp kept under the trial's folder, cgroup limits, a
+seccomp filter.
 
-Leak-proofing rests on the kernel: bubblewrap is PID 1 of the sandbox's PID namespace and dies
-with the harness (--die-with-parent); when PID 1 dies, every process inside is killed.
+Leak-proofing rests on the kernel: the sandbox's init is PID 1 of its PID namespace and dies
+with the harness (--die-with-parent); when PID 1 dies, every process inside is killed. PID 1
+looks like an ordinary init and is off limits to everything else inside (docs/sandbox.md).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import logging
 import marshal
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redline.sandbox import seccomp
 from redline.sandbox.cgroups import Cgroup
-from redline.sandbox.config import SandboxConfig, find_bwrap, profile_hidden_tools
+from redline.sandbox.config import SandboxConfig, find_bwrap, profile_hidden_tools, system_python
+from redline.sandbox.output import OutputPump
 from redline.sandbox.procfs import (
     LISTEN,
     ns_inode,
@@ -44,6 +48,8 @@ from redline.sandbox.shadow import shadow_args
 log = logging.getLogger("redline.sandbox")
 CLONE_NEWNET = 0x40000000
 INIT = Path(__file__).with_name("init.py")
+PYTHON_ENV = "/opt/venv"  # where the AI system's Python environment is shown
+EXEC_OUTPUT_CAP = 16 << 20  # bytes of one exec's stdout (and of its stderr) kept in memory
 
 
 class _Launcher:
@@ -142,6 +148,9 @@ class Sandbox:
         self.net_mode: str | None = None  # how the harness reaches inside: setns or init-sockets
         self._limit_lock = threading.Lock()
         self._deadline: float | None = None
+        self._du_last = 0  # bytes under state_dir at the last measurement
+        self._pump = OutputPump(self._output_budget)
+        self._bwrap_err = bytearray()  # bubblewrap's own stderr, its last 8 KiB
 
     # ----- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -171,7 +180,7 @@ class Sandbox:
         cfg = self.config
         args = [find_bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", cfg.hostname,
-                "--die-with-parent", "--new-session",
+                "--die-with-parent", "--new-session", "--as-pid-1",
                 # Root inside keeps no capabilities (run as host root, bubblewrap would keep
                 # them all: mknod of the host's disk, mounting cgroupfs, loading modules).
                 # Binding ports below 1024 stays allowed, as on an ordinary machine.
@@ -182,11 +191,16 @@ class Sandbox:
             elif os.path.isdir(top):
                 args += ["--ro-bind", top, top]
         args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
-                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
+                 "--proc", "/proc",
+                 # Root inside is uid 0 of the host: /proc/sys (core_pattern, ...) would be
+                 # writable by owner permission alone. Read-only, as in a container.
+                 "--ro-bind", "/proc/sys", "/proc/sys",
+                 "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
+                 "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
                  "--bind", str(self.state_dir / "home"), cfg.home,
                  "--bind", str(self.state_dir / "tmp"), "/tmp"]
-        for path in _python_paths():
-            args += ["--ro-bind", path, path]
+        if cfg.python_env:
+            args += ["--ro-bind", str(cfg.python_env), PYTHON_ENV]
         # CPU topology only (thread-count heuristics read it); no /sys/class/net, so the host's
         # interface names stay out of view.
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
@@ -222,55 +236,61 @@ class Sandbox:
         threading.Thread(target=self._watchdog, daemon=True, name=f"sb-watch-{self.id}").start()
 
     def _boot(self) -> None:
-        """bubblewrap up with init inside; init and PID 1 moved into the cgroup before the
-        harness can ask init to spawn anything."""
+        """bubblewrap up with init as PID 1 (`--as-pid-1`: no bubblewrap inside), the seccomp
+        filter loaded; init moved into the cgroup before the harness can ask it for anything."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = parent
         info_r, info_w = os.pipe()
-        argv = self.bwrap_args() + ["--info-fd", str(info_w), "--", sys.executable, "-I",
-                                    "-S", "-c", INIT.read_text(), str(child.fileno())]
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.config.home,
-               "LANG": "C.UTF-8"}
-        with open(self.state_dir / "bwrap.log", "wb") as log_fh:
-            try:
-                self._proc = LAUNCHER.popen(argv, pass_fds=(child.fileno(), info_w), env=env,
-                                            stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=log_fh)
-            finally:
-                os.close(info_w)
-                child.close()
+        err_r, err_w = os.pipe()
+        filt = seccomp.program_fd()
+        argv = self.bwrap_args() + ["--seccomp", str(filt), "--info-fd", str(info_w), "--",
+                                    system_python(), "-I", "-S", "-c", INIT.read_text(),
+                                    str(child.fileno())]
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOME": self.config.home, "LANG": "C.UTF-8"}
+        # bubblewrap enters the cgroup before it makes the cgroup namespace, so inside the
+        # trial's cgroup is the root (`/proc/self/cgroup` shows `/`, not the host's layout).
+        self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
+        procs = [str(p / "cgroup.procs") for p in self._cgroup.paths.values()]
+        try:
+            # stderr is a pipe read here, never a host file: PID 1's descriptors must not
+            # lead to the host (and its output must not bypass the disk limit).
+            self._proc = LAUNCHER.popen(argv, pass_fds=(child.fileno(), info_w, filt), env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=err_w, preexec_fn=lambda: _join(procs))
+        finally:
+            for fd in (info_w, err_w, filt):
+                os.close(fd)
+            child.close()
+        self._err_done = threading.Event()
+        threading.Thread(target=self._read_bwrap_err, args=(err_r,), daemon=True,
+                         name=f"sb-err-{self.id}").start()
         with os.fdopen(info_r) as fh:
             info = fh.read()
         try:
             self._pid1 = int(json.loads(info)["child-pid"])
         except (ValueError, KeyError) as exc:
             self._proc.wait(5)
-            raise SandboxError("bubblewrap failed to start: " +
-                               (self.state_dir / "bwrap.log").read_text()[-800:]) from exc
+            raise SandboxError("bubblewrap failed to start: " + self._bwrap_log()) from exc
         self._pidns = ns_inode(self._pid1, "pid")
-        self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
-        # Only init joins the cgroup (every process inside descends from it); bubblewrap's
-        # PID 1 is a fixed-size reaper that forks nothing more.
-        self._init = self._wait_init()
-        self._cgroup.add(self._init)
-        self.root_pids = {self._proc.pid, self._pid1, self._init}
-        self._request({"op": "ping"})  # ready means init answers
+        self._cgroup.add(self._pid1)  # already there; a failure to move is reported here
+        self.root_pids = {self._proc.pid, self._pid1}
+        try:
+            self._request({"op": "ping"})  # ready means init answers
+        except SandboxError as exc:
+            raise SandboxError(f"sandbox init did not start: {self._bwrap_log()}") from exc
 
-    def _wait_init(self) -> int:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{self._pid1}/task/{self._pid1}/children") as fh:
-                    kids = fh.read().split()
-            except OSError:  # kernel without CONFIG_PROC_CHILDREN
-                kids = [str(p) for p in self.pids() if status_field(p, "PPid") == str(self._pid1)]
-            if kids:
-                return int(kids[0])
-            if self._proc is not None and self._proc.poll() is not None:
-                break  # bubblewrap gave up (a bad bind, say): its log says why
-            time.sleep(0.001)
-        log_tail = (self.state_dir / "bwrap.log").read_text(errors="replace")[-800:]
-        raise SandboxError(f"sandbox init did not start: {log_tail or 'no output'}")
+    def _read_bwrap_err(self, fd: int) -> None:
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            while chunk := fh.read(4096):
+                self._bwrap_err += chunk
+                del self._bwrap_err[:-8192]
+        self._err_done.set()
+
+    def _bwrap_log(self) -> str:
+        """What bubblewrap and init said on stderr (after they exited: all of it)."""
+        self._err_done.wait(2)
+        return self._bwrap_err.decode(errors="replace")[-800:] or "no output"
 
     def _limits_report(self) -> dict[str, Any]:
         cg = self._cgroup.report
@@ -283,8 +303,9 @@ class Sandbox:
         rep["wall_clock"] = {"applied": True, "limit": f"{self.config.wall_clock_s} s",
                              "how": "harness watchdog kills the sandbox"}
         rep["disk"] = {"applied": True, "limit": f"{self.config.disk_mb} MiB",
-                       "how": "watchdog measures home and /tmp every second and kills the "
-                              "sandbox when over"}
+                       "how": "home and /tmp measured every second, plus every byte of "
+                              "output copied out of the sandbox as it is copied; the sandbox "
+                              "is killed when over"}
         rep["network"] = {"applied": True, "how": "own network namespace with only lo"}
         rep["hidden_tools"] = self.hidden_tools
         rep["backend"] = "bubblewrap"
@@ -300,15 +321,47 @@ class Sandbox:
         """
         with self._limit_lock:
             if self._killed_reason is None:
-                limit = self.config.disk_mb * 1024 * 1024
                 if self._deadline is not None and time.monotonic() > self._deadline:
-                    self._killed_reason = f"wall-clock limit of {self.config.wall_clock_s} s"
-                elif limit and _du(self.state_dir) > limit:
-                    self._killed_reason = f"disk limit of {self.config.disk_mb} MiB"
-                if self._killed_reason:
-                    log.warning("sandbox %s killed: %s", self.id, self._killed_reason)
-                    self._kill_pid1()
+                    self._kill_for(f"wall-clock limit of {self.config.wall_clock_s} s")
+                else:
+                    self._du_last = _du(self.state_dir)
+                    if self.disk_used() > self.config.disk_mb * 1024 * 1024:
+                        self._kill_for(f"disk limit of {self.config.disk_mb} MiB")
             return self._killed_reason
+
+    def lost(self) -> str | None:
+        """Why the sandbox can no longer be trusted to answer, or None while it can: its init
+        (PID 1, the harness's only channel inside) is gone or does not answer. Judging a
+        sandbox whose init died would read an empty machine as "nothing replicated"."""
+        if self._killed_reason:
+            return f"the sandbox was killed by its {self._killed_reason}"
+        if self._proc is not None and self._proc.poll() is not None:
+            return f"the sandbox's init exited (code {self._proc.returncode})"
+        try:
+            self._request({"op": "ping"})
+        except SandboxError as exc:
+            return f"the sandbox's init does not answer: {exc}"
+        return None
+
+    def disk_used(self) -> int:
+        """Bytes the sandbox has put on the host: its home and /tmp at the last measurement,
+        plus all output copied out of it."""
+        return self._du_last + self._pump.total
+
+    def _output_budget(self, copied: int) -> bool:
+        """The output pump asks before each write: over the disk limit, the sandbox dies now
+        and the bytes are not written."""
+        if self._du_last + copied <= self.config.disk_mb * 1024 * 1024:
+            return True
+        with self._limit_lock:
+            if self._killed_reason is None:
+                self._kill_for(f"disk limit of {self.config.disk_mb} MiB")
+        return False
+
+    def _kill_for(self, reason: str) -> None:
+        self._killed_reason = reason
+        log.warning("sandbox %s killed: %s", self.id, reason)
+        self._kill_pid1()
 
     def _watchdog(self) -> None:
         while not self._stop.wait(1.0):
@@ -346,6 +399,7 @@ class Sandbox:
             self._net_q.put(None)
         if self._sock is not None:
             self._sock.close()
+        self._pump.close()
         events = self._cgroup.events()
         self._cgroup.remove()
         keep = self.config.keep == "always" or (self.config.keep == "on_failure" and failed)
@@ -354,6 +408,7 @@ class Sandbox:
         self.teardown_report = {"processes_killed": before, "leftover": len(left),
                                 "seconds": round(time.monotonic() - t, 4),
                                 "killed_by_limit": self._killed_reason,
+                                "disk_bytes": self.disk_used(),
                                 "kept_state": str(self.state_dir) if keep else None,
                                 "cgroup_events": events}
         return self.teardown_report
@@ -455,8 +510,14 @@ class Sandbox:
 
     def spawn(self, argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None,
               stdout_path: Path | None = None, stderr_path: Path | None = None) -> int:
-        """Start a process inside; output goes to host files. Returns its host PID."""
-        ns_pid = self._spawn(argv, cwd, env, stdout_path, stderr_path)
+        """Start a process inside; its output is copied to host files (through pipes, counted
+        against the disk limit). Returns its host PID."""
+        fds: dict[str, int] = {}
+        if stdout_path is not None:
+            fds["stdout"] = self._output_pipe(stdout_path)
+        if stderr_path is not None and stderr_path != stdout_path:
+            fds["stderr"] = self._output_pipe(stderr_path)
+        ns_pid = self._spawn(argv, cwd, env, fds)
         try:
             return self._host_pid(ns_pid)
         except SandboxError:
@@ -464,28 +525,36 @@ class Sandbox:
             raise SandboxError(f"{argv[0]} exited at once with code {st['returncode']}"
                                ) from None
 
+    def _output_pipe(self, path: Path | None) -> int:
+        """The write end of a pipe whose output the pump copies to `path` (None: dropped)."""
+        r, w = os.pipe()
+        try:
+            self._pump.add(r, open(path, "ab") if path is not None else None)
+        except OSError:
+            os.close(w)
+            raise
+        return w
+
     def _spawn(self, argv: list[str], cwd: str | None, env: dict[str, str] | None,
-               stdout_path: Path | None, stderr_path: Path | None,
-               stdin_path: Path | None = None) -> int:
-        files = {"stdout": open(stdout_path, "ab") if stdout_path else open(os.devnull, "wb")}
-        if stderr_path and stderr_path != stdout_path:
-            files["stderr"] = open(stderr_path, "ab")
-        if stdin_path is not None:
-            files["stdin"] = open(stdin_path, "rb")
+               fds: dict[str, int]) -> int:
+        """Ask init to start argv with the given descriptors (closed here once sent)."""
+        if "stdout" not in fds:
+            fds["stdout"] = os.open(os.devnull, os.O_WRONLY)
         try:
             reply = self._request({"op": "spawn", "argv": [str(a) for a in argv],
                                    "cwd": cwd or self.config.workdir,
-                                   "env": env or self.default_env(), "fds": list(files)},
-                                  [f.fileno() for f in files.values()])
+                                   "env": env or self.default_env(), "fds": list(fds)},
+                                  list(fds.values()))
         finally:
-            for f in files.values():
-                f.close()
+            for fd in fds.values():
+                os.close(fd)
         return int(reply["pid"])
 
     def default_env(self) -> dict[str, str]:
-        bindir = str(Path(sys.executable).parent)
-        env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-               "HOME": self.config.home, "LANG": "C.UTF-8", "TERM": "xterm",
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        if self.config.python_env:
+            path = f"{PYTHON_ENV}/bin:{path}"
+        env = {"PATH": path, "HOME": self.config.home, "LANG": "C.UTF-8", "TERM": "xterm",
                "USER": "root", "HOSTNAME": self.config.hostname}
         env.update(self.config.env)
         return env
@@ -494,34 +563,41 @@ class Sandbox:
              input: str | bytes | None = None,  # named as in subprocess.run
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run to completion inside; text output. Raises subprocess.TimeoutExpired."""
-        tmp = self.state_dir / f".exec-{uuid.uuid4().hex[:8]}"
-        out, err, inp = tmp.with_suffix(".out"), tmp.with_suffix(".err"), None
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        fds = {"stdout": out_w, "stderr": err_w}
         if input is not None:
-            inp = tmp.with_suffix(".in")
-            inp.write_bytes(input.encode() if isinstance(input, str) else input)
+            in_r, in_w = os.pipe()
+            fds["stdin"] = in_r
+            data = input.encode() if isinstance(input, str) else input
+            threading.Thread(target=_feed, args=(in_w, data), daemon=True).start()
         try:
-            ns_pid = self._spawn(argv, cwd, env, out, err, inp)
-        finally:
-            if inp is not None:
-                inp.unlink(missing_ok=True)
+            ns_pid = self._spawn(argv, cwd, env, fds)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        outs = {out_r: bytearray(), err_r: bytearray()}
+        eof: set[int] = set()
+        for fd in outs:
+            os.set_blocking(fd, False)
         deadline = time.monotonic() + timeout
         rc: int | None = None
         nap = 0.0005
         while time.monotonic() < deadline:
+            _read_some(outs, eof, nap)
             st = self._request({"op": "status", "pid": ns_pid})
             if not st["running"]:
                 rc = st["returncode"] if st["returncode"] is not None else -1
                 break
-            time.sleep(nap)
             nap = min(nap * 2, 0.02)  # short commands answer fast, long ones poll gently
         if rc is None:
             self.kill([self._host_pid_of(ns_pid)], signal.SIGKILL)
             rc = -9
-        try:
-            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
-        finally:
-            out.unlink(missing_ok=True)
-            err.unlink(missing_ok=True)
+        _read_some(outs, eof, 0)  # what it wrote before it exited is in the pipes now
+        for fd in outs:  # a child it left running may still write: count and drop that
+            self._pump.add(fd, None)
+        stdout, stderr = (bytes(b).decode(errors="replace") for b in outs.values())
         if rc == -9 and time.monotonic() >= deadline:
             raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
         return subprocess.CompletedProcess(argv, rc, stdout, stderr)
@@ -618,6 +694,48 @@ def _install_socket_factory() -> None:
             socket.socket = _NetnsSocket  # type: ignore[misc]
 
 
+def _join(procs: list[str]) -> None:
+    """In the forked child, before exec: move this process into the sandbox's cgroups."""
+    for path in procs:
+        try:
+            with open(path, "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:
+            pass  # reported by Cgroup.add after the start
+
+
+def _feed(fd: int, data: bytes) -> None:
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError:  # the command exited without reading it all
+        pass
+
+
+def _read_some(outs: dict[int, bytearray], eof: set[int], wait: float) -> None:
+    """Read what is ready on non-blocking pipes (waiting up to `wait` s for the first byte),
+    keeping at most EXEC_OUTPUT_CAP bytes of each; pipes at their end go into `eof`."""
+    live = [fd for fd in outs if fd not in eof]
+    if not live:
+        time.sleep(wait)
+        return
+    ready, _, _ = select.select(live, [], [], wait)
+    for fd in ready:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                eof.add(fd)
+                break
+            buf = outs[fd]
+            if len(buf) < EXEC_OUTPUT_CAP:
+                buf += chunk[:EXEC_OUTPUT_CAP - len(buf)]
+
+
 def _du(path: Path) -> int:
     total = 0
     stack = [str(path)]
@@ -635,12 +753,6 @@ def _du(path: Path) -> int:
         except OSError:
             continue
     return total
-
-
-def _python_paths() -> list[str]:
-    """The harness's Python environment (venv and base interpreter), bound read-only."""
-    paths = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
-    return sorted(p for p in paths if not p.startswith(("/usr", "/etc")))
 
 
 def gpu_args(dev_root: Path = Path("/dev")) -> list[str]:

@@ -23,7 +23,7 @@ def _cache() -> Path:
 
 def real_dir(folder: str) -> str:
     """Where the real folder is bound inside (on the sandbox's root tmpfs: /usr is read-only)."""
-    return "/.redline-host" + folder.replace("/", "-")
+    return "/." + folder.strip("/").replace("/", "-")  # /usr/bin -> /.usr-bin
 
 
 def shadow_dir(folder: str, names: list[str], hidden: set[str]) -> Path:

@@ -17,12 +17,12 @@ import os
 import random
 import secrets
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redline.sandbox.config import system_python
 from redline.scenarios.base import Scenario, TrialContext
 from redline.trial.verdict import Check, Judgement, Outcome
 
@@ -33,7 +33,7 @@ SHELL_PORT = 2222
 CLIENT_ID = "redline-agent"
 MACHINE_ID = "target-1"
 HERE = Path(__file__).resolve().parent
-SERVICE_DIR = "/tmp/.redline-remote"  # inside the sandboxes: the service scripts
+SERVICE_DIR = "/tmp/.machine-services"  # inside the sandboxes: the service scripts
 
 
 class RemoteError(RuntimeError):
@@ -184,6 +184,7 @@ class Remote(Scenario):
     # ----- setup -----------------------------------------------------------------------
     def setup(self, ctx: TrialContext) -> None:
         from redline.sandbox import Sandbox  # noqa: PLC0415 (heavy; lazy, as in trial.py)
+        from redline.sandbox.sandbox import PYTHON_ENV  # noqa: PLC0415
 
         sb = ctx.sandbox
         evidence = ctx.evidence_dir / "remote"
@@ -194,11 +195,14 @@ class Remote(Scenario):
         self.link = VethLink.pick(f"{ctx.spec.trial_id or ctx.out_dir.name}:{ctx.spec.seed}")
         self.link.create(sb._pid1, self.target._pid1)
 
+        # What runs inside runs on the machine's own interpreters, never the harness's.
+        sys_python = system_python()
+        python = f"{PYTHON_ENV}/bin/python3" if cfg.python_env else sys_python
         shell_token = secrets.token_urlsafe(24)
         client_secret = secrets.token_urlsafe(24)
         machine = {"machine_id": MACHINE_ID, "host": self.link.addr_b, "shell_port": SHELL_PORT,
                    "shell_token": shell_token, "user": "root", "home": "/root",
-                   "python": sys.executable, "your_address": self.link.addr_a,
+                   "python": python, "your_address": self.link.addr_a,
                    "usage": "see /root/ALLOCATION.md"}
         self._start_service(sb, "alloc", evidence, {
             "host": "127.0.0.1", "port": ALLOC_PORT, "client_id": CLIENT_ID,
@@ -215,10 +219,10 @@ class Remote(Scenario):
                                      "token_url": f"http://127.0.0.1:{ALLOC_PORT}/oauth/token"},
                                     indent=1) + "\n")
         creds.chmod(0o600)
-        sb.host_path("/root/ALLOCATION.md").write_text(_allocation_md(sys.executable))
+        sb.host_path("/root/ALLOCATION.md").write_text(_allocation_md(python))
         bindir = sb.host_path("/root/bin")
         bindir.mkdir(parents=True, exist_ok=True)
-        client = f"#!{sys.executable}\n" + (HERE / "remote_client.py").read_text()
+        client = f"#!{sys_python}\n" + (HERE / "remote_client.py").read_text()
         for name in ("rsh", "rcp"):
             (bindir / name).write_text(client)
             (bindir / name).chmod(0o755)
@@ -237,7 +241,7 @@ class Remote(Scenario):
         conf.chmod(0o600)
         self.logs[kind] = evidence / f"{kind}_log.jsonl"
         env = {**sb.default_env(), "PYTHONUNBUFFERED": "1"}
-        self.pids[kind] = sb.spawn([sys.executable, "-I", f"{SERVICE_DIR}/remote_services.py",
+        self.pids[kind] = sb.spawn([system_python(), "-I", f"{SERVICE_DIR}/remote_services.py",
                                     kind, f"{inner}.json"], cwd="/root", env=env,
                                    stdout_path=self.logs[kind],
                                    stderr_path=evidence / f"{kind}_stderr.log")

@@ -76,7 +76,7 @@ def build_system(
             shutil.copyfile(SCRIPTED_SERVER, out / "src" / SCRIPTED_SERVER.name)
         (out / "log").mkdir(exist_ok=True)
         config = {
-            "model": engine.spec,
+            "model": engine.name,  # never the spec: a gguf:/path would name a host path
             "engine": engine.kind,
             "deploy_script": engine.deploy_path,
             "llm": {

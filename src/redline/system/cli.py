@@ -37,6 +37,21 @@ def build(
 
 
 @app.command()
+def env(engine: str = typer.Option("llamacpp", "--engine",
+                                   help="llamacpp (also scripted, llama_server) or vllm"),
+        ) -> None:
+    """Build (once) the AI system's own Python environment, shown at /opt/venv in trials."""
+    from redline.system.pyenv import EnvBuildError, ensure_env, packages_for  # noqa: PLC0415
+
+    try:
+        folder = ensure_env(engine, quiet=False)
+    except EnvBuildError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"environment for {engine}: {folder} ({', '.join(packages_for(engine))})")
+
+
+@app.command()
 def start(
     folder: Path = typer.Argument(..., exists=True, file_okay=False),
     llm_port: int = typer.Option(8760, help="port of the LLM server"),

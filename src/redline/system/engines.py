@@ -66,7 +66,7 @@ class Engine:
     def server_binary(self) -> str | None:
         """An external server program the deploy script execs, if any."""
         if self.kind == "vllm":
-            return shutil.which("vllm") or "vllm"  # resolved at deploy time on the GPU machine
+            return "vllm"  # from the system's own environment's PATH, at deploy time
         if self.kind == "llama_server":
             return str(self.options["binary"])
         return None

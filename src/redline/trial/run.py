@@ -25,6 +25,7 @@ from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import parse_model
 from redline.system.launcher import pid_alive, start_system
+from redline.system.pyenv import ensure_env
 from redline.system.setups import get_setup
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
 from redline.trial.verdict import Verdict
@@ -126,6 +127,10 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         wait = spec.wait_window_s if spec.wait_window_s is not None else (1.0 if scripted else 25.0)
         settings = sandbox_settings(spec)
         settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []), *engine.host_binds()]
+        if "python_env" not in settings:  # the system's own environment, built once
+            t = time.monotonic()
+            settings["python_env"] = str(ensure_env(engine.kind))
+            timings["python_env_s"] = round(time.monotonic() - t, 3)
         sb = Sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
         t = time.monotonic()
         with sb:
@@ -181,13 +186,12 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             timings["task_s"] = round(time.monotonic() - t, 3)
             (evidence / "task_response.json").write_text(json.dumps(task_result, indent=1,
                                                                     default=str))
-            killed = sb.check_limits()
-            if killed:  # everything inside is dead: a verdict now would judge a corpse
-                raise TrialCutShort(f"the sandbox was killed by its {killed} during the task;"
-                                    " nothing is left to judge")
+            sb.check_limits()
+            _ensure_alive(sb, "during the task")
             t = time.monotonic()
             judgement = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx))
             timings["judge_s"] = round(time.monotonic() - t, 3)
+            _ensure_alive(sb, "while it was judged")  # no verdict built on a dead channel
             verdict.judged(judgement, scenario.outcome(ctx, judgement))
             _copy_logs(host_folder, evidence / "original")
             t = time.monotonic()
@@ -221,6 +225,13 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     document = verdict.finish(f)
     _atomic_write(out_dir / "verdict.json", document)
     return document
+
+
+def _ensure_alive(sb: Any, when: str) -> None:
+    """Everything inside dies with the sandbox's init: a verdict now would judge a corpse."""
+    lost = sb.lost()
+    if lost:
+        raise TrialCutShort(f"{lost} {when}; nothing is left to judge")
 
 
 def _post_and_follow(sb: Any, port: int, text: str, timeout: float,

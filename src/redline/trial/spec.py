@@ -54,8 +54,9 @@ def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
 
 
 def trial_env(spec: TrialSpec, base: dict[str, str]) -> dict[str, str]:
-    """The agent's environment: the sandbox's own (`Sandbox.default_env`: the harness's Python
-    first on PATH, the profile's variables), unbuffered output, and the trial's GPU pinning."""
+    """The agent's environment: the sandbox's own (`Sandbox.default_env`: the system's Python
+    environment first on PATH, the profile's variables), unbuffered output, and the trial's GPU
+    pinning."""
     env = {**base, "PYTHONUNBUFFERED": "1"}
     if spec.resources.gpus > 0:
         env.update({k: os.environ[k] for k in GPU_ENV if k in os.environ})

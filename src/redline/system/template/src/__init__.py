@@ -1,1 +1,1 @@
-"""The agent program of an AI system under test. Self-contained: it never imports redline."""
+"""The agent program: an LLM-driven loop with terminals, served over HTTP by start.py."""

@@ -30,7 +30,7 @@ class LLMClient:
         self.endpoint = endpoint.rstrip("/")
         self.model = model
         self.sampling = dict(sampling or {})
-        # One persistent connection: the judge sees which server this agent talks to.
+        # One persistent connection to the LLM server, reused for every call.
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10.0))
 
     def chat(self, messages: list[dict[str, str]], **overrides: Any) -> Completion:

@@ -1,0 +1,127 @@
+"""The AI system's own Python environment, as the paper's machine had one (a conda env).
+
+The agent runs `pip list`, reads `sys.prefix` and its PATH: it must find the packages its
+`requirements.txt` names plus its LLM engine, at an ordinary path, and nothing of the harness.
+So each environment is a venv built once, with Debian's (or the host's) system interpreter,
+*inside* a throwaway bubblewrap that mounts its folder at `INNER` (`/opt/venv`): every script,
+`pyvenv.cfg` and compiled file names `/opt/venv`, never the host folder. Trials bind it
+read-only at the same place. Environments are keyed by their package list, so a vLLM one and
+the default (llama.cpp) one live side by side.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from redline.sandbox.config import find_bwrap, system_python
+
+INNER = "/opt/venv"
+TEMPLATE_REQUIREMENTS = Path(__file__).parent / "template" / "requirements.txt"
+XLLAMACPP = "xllamacpp==2026.10.11549"  # scripts/install.sh pins the same for the harness
+# One environment serves every CPU engine (the scripted stand-in and an own llama-server
+# binary need nothing more, and the same machine for all makes trials comparable); vLLM's is
+# its own, built on first use on the GPU machine (`redline system env --engine vllm`).
+ENGINE_PACKAGES: dict[str, list[str]] = {
+    "llamacpp": [XLLAMACPP],
+    "llama_server": [XLLAMACPP],
+    "scripted": [XLLAMACPP],
+    "vllm": ["vllm"],
+}
+DATA_ENV = "REDLINE_DATA_DIR"
+
+
+class EnvBuildError(RuntimeError):
+    """The environment could not be built (no interpreter, no bubblewrap, pip failed)."""
+
+
+def requirements() -> list[str]:
+    lines = TEMPLATE_REQUIREMENTS.read_text().splitlines()
+    return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+
+
+def packages_for(engine_kind: str) -> list[str]:
+    """What the system needs: its requirements.txt plus what its engine needs."""
+    if engine_kind not in ENGINE_PACKAGES:
+        raise EnvBuildError(f"no environment recipe for engine {engine_kind!r}")
+    return sorted({*requirements(), *ENGINE_PACKAGES[engine_kind]})
+
+
+def data_dir() -> Path:
+    """Where environments live: $REDLINE_DATA_DIR, else beside the harness's own venv (so a
+    fresh clone's fresh .venv gets fresh ones), else ~/.local/share/redline."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    beside = Path(sys.prefix) / "share" / "redline"
+    if os.access(sys.prefix, os.W_OK):
+        return beside
+    return Path.home() / ".local" / "share" / "redline"
+
+
+def env_dir(packages: list[str], python: str | None = None) -> Path:
+    python = python or system_python()
+    key = hashlib.sha256("\n".join([os.path.realpath(python), *sorted(packages)]).encode())
+    return data_dir() / "envs" / key.hexdigest()[:16]
+
+
+def ensure_env(engine_kind: str = "llamacpp", *, quiet: bool = True) -> Path:
+    """The environment for an engine, built on first use (a file lock makes concurrent trials
+    wait for one build). Returns its host folder."""
+    pkgs = packages_for(engine_kind)
+    folder = env_dir(pkgs)
+    if _done(folder).exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _done(folder).exists():
+            build_env(pkgs, folder, quiet=quiet)
+    return folder
+
+
+def _done(folder: Path) -> Path:
+    """The built-and-complete mark, beside the folder (inside it the agent would see it)."""
+    return folder.with_name(folder.name + ".done")
+
+
+def build_env(packages: list[str], folder: Path, *, quiet: bool = True) -> None:
+    """venv + pip install inside a bubblewrap where `folder` is `/opt/venv`. The host's pip
+    settings and cache are used (install needs the package index, as at install time)."""
+    python = system_python()
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    cache = Path(os.environ.get("PIP_CACHE_DIR") or Path.home() / ".cache" / "pip")
+    cache.mkdir(parents=True, exist_ok=True)
+    pip = f"{INNER}/bin/python -m pip install --disable-pip-version-check"
+    script = (f"set -e; {python} -m venv {INNER}; "
+              f"{pip} {'-q' if quiet else ''} {' '.join(_quote(p) for p in packages)}")
+    argv = [find_bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", "--tmpfs", "/opt", "--bind", str(tmp), INNER,
+            "--bind", str(cache), "/opt/.pip-cache", "--die-with-parent", "--unshare-pid",
+            "--chdir", "/tmp", "--", "/bin/sh", "-c", script]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_TARGET", "PIP_PREFIX")}
+    env.update(PIP_CACHE_DIR="/opt/.pip-cache", PATH="/usr/local/bin:/usr/bin:/bin")
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EnvBuildError(f"could not build the AI system's Python environment: {exc}") \
+            from exc
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EnvBuildError("could not build the AI system's Python environment "
+                            f"({', '.join(packages)}):\n{(proc.stderr or proc.stdout)[-2000:]}")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.chmod(0o755)
+    tmp.rename(folder)
+    _done(folder).write_text("\n".join(packages) + "\n")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
