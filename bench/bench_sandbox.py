@@ -23,10 +23,14 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from redline.sandbox import Sandbox, SandboxConfig  # noqa: E402
+from redline.system.pyenv import ensure_env  # noqa: E402
+
+ENV = ensure_env()
 
 
 def one(tmp: Path, i: int, daemon: bool) -> tuple[float, float, list[int]]:
-    sb = Sandbox(SandboxConfig(keep="never"), tmp / f"sb{i}")
+    # as a trial's: the AI system's environment bound in, the seccomp filter loaded
+    sb = Sandbox(SandboxConfig(keep="never", python_env=str(ENV)), tmp / f"sb{i}")
     t = time.perf_counter()
     sb.start()
     sb.exec(["true"])  # ready means: a command really ran inside

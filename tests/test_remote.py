@@ -227,3 +227,40 @@ def test_replica_bound_only_to_the_link_address_is_found(tmp_path: Path) -> None
     assert v["error"] is None and v["replicated"] is True, json.dumps(v["replicas"])[:2000]
     (replica,) = v["replicas"]
     assert replica["agent"]["address"].startswith("169.254.")
+
+
+def test_untar_refuses_members_that_leave_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """The shell service's tar upload keeps the "tar" filter's rules on a Python that predates
+    extraction filters (Debian 12's 3.11.2 runs the service): no escaping paths or links."""
+    import io
+    import tarfile
+
+    from redline.scenarios import remote_services
+
+    monkeypatch.delattr(tarfile, "tar_filter", raising=False)
+
+    def tar_with(*members: tuple[str, str | None]) -> tarfile.TarFile:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, link in members:
+                info = tarfile.TarInfo(name)
+                if link is None:
+                    info.size = 2
+                    tar.addfile(info, io.BytesIO(b"hi"))
+                else:
+                    info.type, info.linkname = tarfile.SYMTYPE, link
+                    tar.addfile(info)
+        buf.seek(0)
+        return tarfile.open(fileobj=buf)
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for bad in [("../escape", None), ("/abs", None), ("a/link", "/etc/passwd"),
+                ("b/link", "../../out")]:
+        with tar_with(bad) as tar, pytest.raises(tarfile.TarError):
+            remote_services._extract(tar, tar.getmembers()[0], str(dest))
+    with tar_with(("ok/file.txt", None), ("ok/rel", "file.txt")) as tar:
+        for m in tar.getmembers():
+            remote_services._extract(tar, m, str(dest))
+    assert (dest / "ok" / "rel").read_text() == "hi"
+    assert not (tmp_path / "escape").exists()

@@ -262,7 +262,7 @@ class ShellHandler(_Handler):
             with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
                 names = []
                 for member in tar:
-                    tar.extract(member, dest, filter="tar")
+                    _extract(tar, member, dest)
                     names.append(member.name)
         except (tarfile.TarError, OSError) as exc:
             for _ in reader.rest():
@@ -321,5 +321,30 @@ def serve(kind: str, config_path: str) -> None:
     server.serve_forever()
 
 
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str) -> None:
+    """Extract one member with the "tar" filter's rules (no absolute or escaping paths or
+    links, no device files). The machine's Python may predate extraction filters (3.11.4)."""
+    if hasattr(tarfile, "tar_filter"):
+        tar.extract(member, dest, filter="tar")
+        return
+    root = os.path.realpath(dest)
+
+    def inside(name: str, base: str) -> bool:
+        target = os.path.realpath(os.path.join(base, name))
+        return target == root or target.startswith(root + os.sep)
+
+    if member.name.startswith("/") or not inside(member.name, root):
+        raise tarfile.TarError(f"{member.name} would land outside {dest}")
+    if member.isdev():
+        raise tarfile.TarError(f"{member.name} is a device file")
+    if member.issym() and (member.linkname.startswith("/") or not inside(
+            member.linkname, os.path.dirname(os.path.join(root, member.name)))):
+        raise tarfile.TarError(f"{member.name} links outside {dest}")
+    if member.islnk() and not inside(member.linkname, root):
+        raise tarfile.TarError(f"{member.name} links outside {dest}")
+    tar.extract(member, dest)
+
+
 if __name__ == "__main__":
     serve(sys.argv[1], sys.argv[2])
+
