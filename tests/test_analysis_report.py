@@ -64,7 +64,7 @@ def test_outcome_data_matches_verdicts(report: Path) -> None:
         mine = [v for v in verdicts if (v["model"], v["scenario"]) == (row["model"],
                                                                         row["scenario"])]
         assert row["n"] == len(mine)
-        for o in stats.OUTCOMES:
+        for o in stats.PAPER_OUTCOMES:
             k = sum(bool(v[o]) for v in mine)
             assert (row[o]["k"], row[o]["n"]) == (k, len(mine))
             assert row[o]["lo"] <= row[o]["p"] <= row[o]["hi"]

@@ -380,11 +380,10 @@ def test_init_is_off_limits_through_proc(guarded: Sandbox) -> None:
 
 
 @pytest.mark.parametrize("sig", ["KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "SEGV"])
-def test_signals_from_inside_do_not_end_init(tmp_path: Path, sig: str) -> None:
-    with Sandbox(SandboxConfig(keep="never"), tmp_path / "sb") as sb:
-        r = sh(sb, f"kill -{sig} 1; echo rc=$?; sleep 0.2")
-        assert "rc=0" in r.stdout  # delivered, and dropped: PID 1 has no handler for it
-        assert sb.lost() is None and sh(sb, "echo still here").stdout == "still here\n"
+def test_signals_from_inside_do_not_end_init(guarded: Sandbox, sig: str) -> None:
+    r = sh(guarded, f"kill -{sig} 1; echo rc=$?; sleep 0.2")
+    assert "rc=0" in r.stdout  # delivered, and dropped: PID 1 has no handler for it
+    assert guarded.lost() is None and sh(guarded, "echo still here").stdout == "still here\n"
 
 
 def test_kernel_settings_and_sysfs_are_read_only(guarded: Sandbox) -> None:
@@ -406,11 +405,14 @@ def test_no_mount_through_a_nested_user_namespace(guarded: Sandbox) -> None:
     assert "Operation not permitted" in r.stdout
 
 
-def test_output_of_processes_inside_counts_against_the_disk_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("net_access", ["auto", "init-sockets"])
+def test_output_of_processes_inside_counts_against_the_disk_limit(tmp_path: Path,
+                                                                  net_access: str) -> None:
     """A process whose stdout is a log on the host cannot write past the disk limit through
     it: every byte copied out is counted, and the sandbox dies at the limit."""
     log = tmp_path / "out.log"
-    sb = Sandbox(SandboxConfig(disk_mb=5, keep="never"), tmp_path / "sb")
+    sb = Sandbox(SandboxConfig(disk_mb=5, keep="never", net_access=net_access),
+                 tmp_path / "sb")
     sb.start()
     try:
         sb.spawn(["bash", "-c", "head -c 300000000 /dev/zero; sleep 100"], stdout_path=log)

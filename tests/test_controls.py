@@ -211,7 +211,10 @@ def test_redline_run_cli_writes_summary(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["trials"] == 1 and summary["replicated"] == 1
-    limits = json.loads((tmp_path / "replicate-000" / "verdict.json").read_text())["limits"]
+    (trial_id,) = summary["trials_ids"]  # unique across runs: the run's time is in it
+    assert re.fullmatch(r"replicate-\d{8}-\d{6}-000", trial_id), trial_id
+    assert summary["cells"][0]["rates"]["replicated"]["low"] > 0.2  # the same summary.json
+    limits = json.loads((tmp_path / trial_id / "verdict.json").read_text())["limits"]
     assert limits["memory"]["limit"] == "768 MiB" and limits["cpu"]["limit"] == "1.5 CPUs"
     assert "redline verdicts" in result.output
     assert re.search(r"replicated\s*│\s*yes", result.output), result.output

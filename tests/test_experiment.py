@@ -21,12 +21,13 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
+from redline.analysis.stats import wilson
 from redline.experiment.cli import app
 from redline.experiment.config import ExperimentError, expand, load_experiment, parse_experiment
 from redline.experiment.dryrun import expected_verdict
 from redline.experiment.runner import Listener, local_slots, machine_capacity, run_experiment
 from redline.experiment.store import Store, StoreBusy, atomic_write_json, load_rows
-from redline.experiment.summary import summarize, wilson
+from redline.experiment.summary import summarize
 from redline.trial import TrialSpec
 
 GRID = {
@@ -158,11 +159,14 @@ def test_slots_follow_resources() -> None:
 
 
 def test_wilson() -> None:
-    assert wilson(0, 0) == (0.0, 1.0)
-    low, high = wilson(0, 10)
-    assert low == 0.0 and abs(high - 0.2775) < 1e-3
-    low, high = wilson(9, 10)
-    assert abs(low - 0.5958) < 1e-3 and abs(high - 0.9821) < 1e-3
+    """One interval for the summary and the report: exact at 0 of n and n of n."""
+    r = wilson(0, 0)
+    assert (r.lo, r.hi) == (0.0, 1.0)
+    r = wilson(0, 10)
+    assert r.lo == 0.0 and abs(r.hi - 0.2775) < 1e-3
+    r = wilson(9, 10)
+    assert abs(r.lo - 0.5958) < 1e-3 and abs(r.hi - 0.9821) < 1e-3
+    assert wilson(10, 10).hi == 1.0 and wilson(10, 10).lo > 0.69
 
 
 # ---------------------------------------------------------------- local runs
@@ -303,8 +307,9 @@ def test_summary_command(tmp_path: Path) -> None:
     cell = next(c for c in data["cells"] if c["model"] == "bee" and c["scenario"] == "shutdown")
     k = cell["replicated"]
     assert cell["rates"]["replicated"]["rate"] == round(k / 2, 4)
-    assert (cell["rates"]["replicated"]["low"], cell["rates"]["replicated"]["high"]) == tuple(
-        round(x, 4) for x in wilson(k, 2))
+    r = wilson(k, 2)
+    assert (cell["rates"]["replicated"]["low"], cell["rates"]["replicated"]["high"]) == (
+        round(r.lo, 4), round(r.hi, 4))
     assert data["trials"] == 8 and data["errors"] == 0
     res = CliRunner().invoke(app, ["summary", str(tmp_path / "nothing")])
     assert res.exit_code == 2

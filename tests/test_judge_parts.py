@@ -24,6 +24,7 @@ from redline.judge.judge import _Net
 from redline.sandbox import Sandbox, SandboxConfig
 from redline.system.builder import build_system
 from redline.system.launcher import start_system
+from redline.system.pyenv import ensure_env
 
 # ----- the rule ------------------------------------------------------------------------
 
@@ -67,7 +68,8 @@ time.sleep(600)
 
 @pytest.fixture
 def two_systems(tmp_path: Path) -> Iterator[tuple[Sandbox, object, object]]:
-    with Sandbox(SandboxConfig(keep="never"), tmp_path / "sb") as sb:
+    cfg = SandboxConfig(keep="never", python_env=str(ensure_env()))
+    with Sandbox(cfg, tmp_path / "sb") as sb:
         folder = sb.host_path("/root/agent")
         build_system(f"scripted:{CONTROLS / 'replicate-positive.yaml'}", folder)
         shutil.copytree(folder, sb.host_path("/root/agent_replica"))

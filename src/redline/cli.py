@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -55,6 +53,7 @@ def run(
 ) -> None:
     """Run trials of one model on one scenario and print the verdicts."""
     from redline.experiment.progress import TrialProgress, verdict_table
+    from redline.experiment.summary import write_summary
     from redline.sandbox.config import SandboxConfig
     from redline.scenarios import SCENARIOS
     from redline.system.engines import EngineError, parse_model
@@ -74,10 +73,12 @@ def run(
         console.print(f"[red]error:[/] unknown scenario {scenario!r}; choose from "
                       f"{', '.join(SCENARIOS)}")
         raise typer.Exit(2)
-    out = out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or Path("runs") / stamp
     verdicts = []
     for i in range(trials):
-        trial_id = f"{scenario}-{i:03d}"
+        # unique across runs: a report over two runs must not merge two trials into one
+        trial_id = f"{scenario}-{stamp}-{i:03d}"
         extra: dict[str, Resources] = {}
         if cpus is not None or memory_mb is not None or gpus:
             limits = SandboxConfig.model_fields  # unset ones keep the sandbox's defaults
@@ -89,15 +90,7 @@ def run(
                          sandbox={"profile": profile}, trial_id=trial_id, **extra)
         with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:
             verdicts.append(run_trial(spec, out / trial_id, on_event=progress.on_event))
-    counts = Counter()
-    for v in verdicts:
-        counts["trials"] += 1
-        for key in ("replicated", "agreed", "knows_how", "claimed_success", "false_claim"):
-            counts[key] += bool(v.get(key))
-        counts["errors"] += bool(v.get("error"))
-    (out / "summary.json").write_text(json.dumps(
-        {"model": model, "scenario": scenario, **counts,
-         "trials_ids": [v["trial_id"] for v in verdicts]}, indent=2))
+    write_summary(out)  # the same summary.json as an experiment's
     console.print(verdict_table(verdicts))
     console.print(f"results in {out}")
     if any(v.get("error") for v in verdicts):

@@ -15,7 +15,7 @@ from typing import Any
 
 from redline.analysis.findings import findings
 from redline.analysis.runs import load_run
-from redline.analysis.stats import OUTCOMES, action_types, wilson
+from redline.analysis.stats import PAPER_OUTCOMES, action_types, wilson
 from redline.analysis.trace import Step, Trial
 
 SCORE_KEYS = ("replicated", "agreed", "knows_how", "claimed_success", "false_claim")
@@ -135,7 +135,7 @@ def group_log(model: str, scenario: str, trials: list[Trial]) -> Any:
     done = max((str(t.verdict.get("finished_at")) for t in trials
                 if t.verdict.get("finished_at")), default=started)
     scores = []
-    for o in OUTCOMES:
+    for o in PAPER_OUTCOMES:
         r = wilson(sum(bool(t.verdict.get(o)) for t in trials), len(trials))
         scores.append(EvalScore(name=o, scorer="redline_verdict", scored_samples=len(trials),
                                 metrics={"mean": EvalMetric(name="mean", value=r.p),

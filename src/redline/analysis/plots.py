@@ -46,7 +46,7 @@ def plot_outcomes(rows: list[dict[str, Any]], path: Path) -> Path:
         return _empty(path, title)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows) + 2), 4))
     width = 0.26
-    for j, o in enumerate(stats.OUTCOMES):
+    for j, o in enumerate(stats.PAPER_OUTCOMES):
         xs = [i + (j - 1) * width for i in range(len(rows))]
         ps = [r[o].p for r in rows]
         err = [[r[o].p - r[o].lo for r in rows], [r[o].hi - r[o].p for r in rows]]

@@ -100,7 +100,8 @@ def analysis_data(trials: list[Trial]) -> dict[str, Any]:
     """All numbers of the report, JSON-ready (also written as analysis.json)."""
     per_trial = {t.trial_id: findings(t) for t in trials}
     outcome = [{**{k: r[k] for k in ("model", "scenario", "n")},
-                **{o: _rate(r[o]) for o in stats.OUTCOMES}} for r in stats.outcome_rates(trials)]
+                **{o: _rate(r[o]) for o in stats.PAPER_OUTCOMES}}
+               for r in stats.outcome_rates(trials)]
     milestones = [{"model": r["model"], "n": r["n"],
                    "reach": {m: _rate(x) for m, x in r["reach"].items()}}
                   for r in stats.milestone_reach(trials)]

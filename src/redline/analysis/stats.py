@@ -13,8 +13,11 @@ from typing import Any
 
 from redline.analysis.commands import CATEGORIES, OTHER, classify
 from redline.analysis.trace import Step, Trial
+from redline.trial.verdict import OUTCOMES
 
-OUTCOMES = ("agreed", "knows_how", "replicated")
+# The three outcomes the paper scores per trial, in its order (a subset of OUTCOMES).
+PAPER_OUTCOMES = ("agreed", "knows_how", "replicated")
+assert set(PAPER_OUTCOMES) <= set(OUTCOMES)
 MILESTONES = ("explored_folder", "copied_files", "started_llm_server", "started_agent",
               "checked_replica")
 ACTION_TYPES = ("background", "receive", "immediate")
@@ -59,7 +62,7 @@ def outcome_rates(trials: list[Trial]) -> list[dict[str, Any]]:
     for (model, scenario), group in sorted(_groups(trials, lambda t: (t.model, t.scenario))
                                            .items()):
         row: dict[str, Any] = {"model": model, "scenario": scenario, "n": len(group)}
-        for o in OUTCOMES:
+        for o in PAPER_OUTCOMES:
             row[o] = wilson(sum(bool(t.verdict.get(o)) for t in group), len(group))
         rows.append(row)
     return rows

@@ -44,9 +44,12 @@ def run(
     """
     from redline.experiment.config import ExperimentError, load_experiment  # noqa: PLC0415
     from redline.experiment.progress import GridProgress  # noqa: PLC0415
-    from redline.experiment.runner import BackendError, run_experiment, write_summary  # noqa: PLC0415
+    from redline.experiment.runner import BackendError, run_experiment  # noqa: PLC0415
     from redline.experiment.store import StoreBusy  # noqa: PLC0415
-    from redline.experiment.summary import summary_table  # noqa: PLC0415
+    from redline.experiment.summary import (
+        summary_table,  # noqa: PLC0415
+        write_summary,  # noqa: PLC0415
+    )
 
     console = _console()
     if backend not in (None, "local", "ray"):
@@ -91,8 +94,10 @@ def summary(
     as_json: bool = typer.Option(False, "--json", help="print summary.json instead of a table"),
 ) -> None:
     """Per-cell rates with 95% Wilson intervals; also writes FOLDER/summary.json."""
-    from redline.experiment.runner import write_summary  # noqa: PLC0415
-    from redline.experiment.summary import summary_table  # noqa: PLC0415
+    from redline.experiment.summary import (
+        summary_table,  # noqa: PLC0415
+        write_summary,  # noqa: PLC0415
+    )
 
     console = _console()
     if not folder.is_dir():

@@ -28,7 +28,7 @@ import psutil
 from rich.console import Console
 
 from redline.experiment.config import Experiment, Job, expand
-from redline.experiment.store import Store, SyncReport, atomic_write_json
+from redline.experiment.store import Store, SyncReport
 from redline.trial import Resources, TrialSpec, Verdict
 
 TrialFn = Callable[[TrialSpec, Path], dict[str, Any]]
@@ -422,11 +422,3 @@ def _drive(store: Store, todo: list[Job], runner: LocalBackend | RayBackend, slo
             ran += 1
             listener.finished(job, verdict, status)
     return ran
-
-
-def write_summary(out_dir: Path) -> dict[str, Any]:
-    from redline.experiment.summary import summarize  # noqa: PLC0415
-
-    summary = summarize(out_dir)
-    atomic_write_json(Path(out_dir) / "summary.json", summary)
-    return summary

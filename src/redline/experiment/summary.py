@@ -7,7 +7,6 @@ summary.json keeps the flat counts that `redline run` writes, plus one entry per
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,21 +14,9 @@ from typing import Any
 
 from rich.table import Table
 
-from redline.experiment.store import load_rows
-
-OUTCOMES = ("replicated", "agreed", "knows_how", "claimed_success", "false_claim")
-Z95 = 1.959963984540054
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval: sane at 0/n and n/n, unlike the normal approximation."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+from redline.analysis.stats import wilson
+from redline.experiment.store import atomic_write_json, load_rows
+from redline.trial.verdict import OUTCOMES
 
 
 def _mean(values: list[float]) -> float | None:
@@ -48,9 +35,9 @@ def _cell(model: str, scenario: str, rows: list[dict[str, Any]]) -> dict[str, An
     for key in OUTCOMES:
         k = sum(bool(v.get(key)) for v in judged)
         cell[key] = k
-        low, high = wilson(k, n)
-        rates[key] = {"rate": round(k / n, 4) if n else None, "low": round(low, 4),
-                      "high": round(high, 4)}
+        r = wilson(k, n)
+        rates[key] = {"rate": round(r.p, 4) if n else None, "low": round(r.lo, 4),
+                      "high": round(r.hi, 4)}
     cell["rates"] = rates
     cell["mean_steps"] = _mean([float(v.get("steps") or 0) for v in judged])
     cell["mean_duration_s"] = _mean([float(v["duration_s"]) for v in judged
@@ -78,6 +65,13 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         flat.update(model=cells[0]["model_spec"], scenario=cells[0]["scenario"])
     flat["trials_ids"] = [r["trial_id"] for r in rows]
     return {**flat, "cells": cells, "generated_at": datetime.now(UTC).isoformat()}
+
+
+def write_summary(out_dir: Path) -> dict[str, Any]:
+    """summary.json of a results folder, written one way for `redline run` and experiments."""
+    summary = summarize(out_dir)
+    atomic_write_json(Path(out_dir) / "summary.json", summary)
+    return summary
 
 
 def _rate(cell: dict[str, Any], key: str) -> str:

@@ -14,20 +14,28 @@ import typer
 app = typer.Typer(help="Run commands in a fresh sandbox.", no_args_is_help=True)
 
 
+def _config(profile: str) -> object:
+    """A sandbox as a trial's: the profile, and the AI system's Python environment."""
+    from redline.sandbox import SandboxConfig  # noqa: PLC0415
+    from redline.system.pyenv import ensure_env  # noqa: PLC0415
+
+    return SandboxConfig(profile=profile, keep="never", python_env=str(ensure_env()))
+
+
 @app.command("exec", context_settings={"allow_extra_args": True,
                                         "ignore_unknown_options": True})
 def exec_(ctx: typer.Context,
           profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
           timeout: float = typer.Option(60, "--timeout", help="seconds")) -> None:
     """Run one command in a fresh sandbox; print its output and exit code."""
-    from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+    from redline.sandbox import Sandbox  # noqa: PLC0415
 
     argv = list(ctx.args)
     if not argv:
         typer.echo("usage: redline sandbox exec [--profile NAME] -- CMD ...", err=True)
         raise typer.Exit(2)
     with tempfile.TemporaryDirectory() as tmp, \
-            Sandbox(SandboxConfig(profile=profile, keep="never"), Path(tmp) / "sb") as sb:
+            Sandbox(_config(profile), Path(tmp) / "sb") as sb:
         r = sb.exec(argv, timeout=timeout)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
@@ -38,11 +46,11 @@ def exec_(ctx: typer.Context,
 @app.command()
 def shell(profile: str = typer.Option("standard", "--profile", help="sandbox profile")) -> None:
     """An interactive shell in a fresh sandbox (bubblewrap directly, with your terminal)."""
-    from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
+    from redline.sandbox import Sandbox  # noqa: PLC0415
     from redline.sandbox.cgroups import Cgroup  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
-        sb = Sandbox(SandboxConfig(profile=profile, keep="never"), Path(tmp) / "sb")
+        sb = Sandbox(_config(profile), Path(tmp) / "sb")
         for sub in ("home/agent", "tmp"):
             (Path(tmp) / "sb" / sub).mkdir(parents=True, exist_ok=True)
         cfg = sb.config
