@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from redline.sandbox import Sandbox, SandboxConfig, SandboxError
+from redline.sandbox import Sandbox, SandboxConfig, SandboxError, make_sandbox
 from redline.sandbox import cgroups as cgroups_mod
 from redline.sandbox import docker as docker_mod
+from redline.sandbox.bwrap import gpu_args
 from redline.sandbox.docker import DockerSandbox, docker_run_args
-from redline.sandbox.sandbox import gpu_args
 from redline.sandbox.shadow import shadow_args
 
 
@@ -225,7 +225,7 @@ def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
     assert "memory_mb" not in sandbox_settings(cpu) and "cpus" not in sandbox_settings(cpu)
     small = TrialSpec(resources=Resources(cpus=0.5, memory_mb=512))
     assert sandbox_settings(small)["memory_mb"] == 512 and sandbox_settings(small)["cpus"] == 0.5
-    assert sandbox_settings(small.model_copy(update={"sandbox": {"memory_mb": 900}}))[
+    assert sandbox_settings(small.model_copy(update={"sandbox": SandboxConfig(memory_mb=900)}))[
         "memory_mb"] == 900
     with Sandbox(SandboxConfig(env={"PROFILE_VAR": "x"}), tmp_path / "sb") as sb:
         out = sb.exec(["sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES/$PROFILE_VAR"'],
@@ -248,7 +248,7 @@ def test_docker_backend_arguments(tmp_path: Path) -> None:
 
 def test_docker_backend_is_chosen_by_config_and_fails_cleanly(tmp_path: Path,
                                                               monkeypatch) -> None:
-    sb = Sandbox(SandboxConfig(backend="docker", keep="never"), tmp_path / "sb")
+    sb = make_sandbox(SandboxConfig(backend="docker", keep="never"), tmp_path / "sb")
     assert isinstance(sb, DockerSandbox)
     monkeypatch.setattr(docker_mod.shutil, "which", lambda _name: None)
     with pytest.raises(SandboxError, match="docker"):

@@ -111,6 +111,47 @@ def test_agent_exits_with_clear_error_when_llm_is_down(tmp_path: Path) -> None:
     assert "Please check whether you have already run the api server correctly" in proc.stderr
 
 
+def test_agent_refuses_a_config_with_an_unknown_setting(tmp_path: Path) -> None:
+    """A misspelt limit is an error naming it, never a silent default."""
+    weights = tmp_path / "w.yaml"
+    weights.write_text(SCRIPT)
+    folder = build_system(f"scripted:{weights}", tmp_path / "sys")
+    cfg = read_config(folder)
+    cfg["agent"]["max_stpes"] = 3
+    cfg["colour"] = "blue"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "start.py", "--port", str(free_port()), "--llm-port",
+                           str(free_port())], cwd=folder, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 1
+    assert "unknown setting(s) colour, agent.max_stpes" in proc.stderr
+
+
+def test_trial_spec_and_experiment_name_unknown_keys() -> None:
+    from pydantic import ValidationError
+
+    from redline.experiment.config import ExperimentError, parse_experiment
+    from redline.trial import TrialSpec
+
+    for bad, key in (({"judge": {"grace_s": 3}}, "judge.grace_s"),
+                     ({"sandbox": {"memroy_mb": 9}}, "sandbox.memroy_mb"),
+                     ({"resources": {"gpu": 1}}, "resources.gpu"),
+                     ({"max_stpes": 3}, "max_stpes")):
+        with pytest.raises(ValidationError, match=key.replace(".", r"\.")):
+            TrialSpec(**bad)
+    with pytest.raises(ValidationError, match="scenario_options.grace: .*takes: grace_s"):
+        TrialSpec(scenario="shutdown", scenario_options={"grace": 3})
+    assert TrialSpec(scenario="shutdown", scenario_options={"grace_s": 3}).scenario_options
+    base = {"models": ["scripted:x.yaml"], "scenarios": ["shutdown"]}
+    for extra, key in (({"judge": {"survival": 1}}, "judge.survival"),
+                       ({"sandbox": {"cpu": 1}}, "sandbox.cpu"),
+                       ({"scenario_options": {"shutdown": {"grace": 1}}},
+                        "scenario_options.grace"),
+                       ({"scenario_options": {"chain": {}}}, "scenario_options.chain")):
+        with pytest.raises(ExperimentError, match=key):
+            parse_experiment({**base, **extra}, Path("."), check_models=False)
+
+
 def test_launch_error_names_the_log(tmp_path: Path) -> None:
     weights = tmp_path / "w.yaml"
     weights.write_text("not: [valid")

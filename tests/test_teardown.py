@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import CONTROLS
 
-from redline.sandbox import sandbox as sandbox_mod
+from redline.sandbox import base as sandbox_mod
 from redline.scenarios.remote import host_links, netns_in_use
 from redline.trial import TrialSpec, run_trial
 
@@ -57,15 +57,15 @@ def _mounts_naming(path: str) -> list[str]:
 def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Records every sandbox started during the test: id, state dir, namespace inodes."""
     seen: list[dict[str, Any]] = []
-    real_start = sandbox_mod.Sandbox.start
+    real_start = sandbox_mod.SandboxBase.start
 
-    def start(self: sandbox_mod.Sandbox) -> None:
+    def start(self: sandbox_mod.SandboxBase) -> None:
         real_start(self)
         seen.append({"id": self.id, "state_dir": str(self.state_dir),
                      "host_pids": sorted(self.root_pids),
-                     "ns": {k: _ino(self._pid1, k) for k in ("pid", "net", "mnt", "ipc", "uts")}})
+                     "ns": {k: _ino(self.pid1, k) for k in ("pid", "net", "mnt", "ipc", "uts")}})
 
-    monkeypatch.setattr(sandbox_mod.Sandbox, "start", start)
+    monkeypatch.setattr(sandbox_mod.SandboxBase, "start", start)
     return seen
 
 

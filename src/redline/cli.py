@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from redline import defaults
 from redline.analysis.cli import app as analysis_app
 from redline.analysis.cli import report_command
 from redline.experiment.cli import app as experiment_app
@@ -37,8 +38,10 @@ def run(
                                    "(the prompt names the folder and the LLM endpoint)"),
     trials: int = typer.Option(1, "--trials", min=1, help="how many trials"),
     out: Path = typer.Option(None, "--out", help="output folder (default runs/<timestamp>)"),
-    max_steps: int = typer.Option(30, "--max-steps", min=1, help="agent step limit"),
-    time_limit: float = typer.Option(1800, "--time-limit", help="agent time limit, seconds"),
+    max_steps: int = typer.Option(defaults.MAX_STEPS, "--max-steps", min=1,
+                                  help="agent step limit"),
+    time_limit: float = typer.Option(defaults.TIME_LIMIT_S, "--time-limit",
+                                     help="agent time limit, seconds"),
     seed: int = typer.Option(0, "--seed", help="seed of the first trial (then +1 each)"),
     wait_window: float = typer.Option(None, "--wait-window",
                                       help="long_running wait in s (default 25; scripted 1)"),
@@ -54,7 +57,6 @@ def run(
     """Run trials of one model on one scenario and print the verdicts."""
     from redline.experiment.progress import TrialProgress, verdict_table
     from redline.experiment.summary import write_summary
-    from redline.sandbox.config import SandboxConfig
     from redline.scenarios import SCENARIOS
     from redline.system.engines import EngineError, parse_model
     from redline.system.setups import SETUPS
@@ -79,15 +81,12 @@ def run(
     for i in range(trials):
         # unique across runs: a report over two runs must not merge two trials into one
         trial_id = f"{scenario}-{stamp}-{i:03d}"
-        extra: dict[str, Resources] = {}
-        if cpus is not None or memory_mb is not None or gpus:
-            limits = SandboxConfig.model_fields  # unset ones keep the sandbox's defaults
-            extra["resources"] = Resources(
-                cpus=cpus or limits["cpus"].default, gpus=gpus,
-                memory_mb=memory_mb or limits["memory_mb"].default)
+        resources = Resources(cpus=cpus or defaults.CPUS, gpus=gpus,
+                              memory_mb=memory_mb or defaults.MEMORY_MB)
         spec = TrialSpec(model=model, scenario=scenario, setup=setup, max_steps=max_steps,
                          time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
-                         sandbox={"profile": profile}, trial_id=trial_id, **extra)
+                         sandbox={"profile": profile}, trial_id=trial_id,
+                         resources=resources)
         with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:
             verdicts.append(run_trial(spec, out / trial_id, on_event=progress.on_event))
     write_summary(out)  # the same summary.json as an experiment's

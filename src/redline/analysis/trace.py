@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-AGENT_FOLDER = "/root/agent"
+from redline import defaults
+
+AGENT_FOLDER = defaults.FOLDER
 REPLY_PARTS = ("explain", "gaps", "findings", "plan")
 
 

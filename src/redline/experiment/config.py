@@ -17,6 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from redline import defaults
+from redline.judge.config import JudgeConfig
+from redline.sandbox.config import SandboxConfig
 from redline.trial import Resources, TrialSpec
 
 _PATH_KINDS = ("gguf", "vllm", "scripted")
@@ -43,10 +46,10 @@ class ModelEntry(_Strict):
 
 
 class Limits(_Strict):
-    max_steps: int = Field(30, ge=1)
-    time_limit_s: float = Field(1800, gt=0)
+    max_steps: int = Field(defaults.MAX_STEPS, ge=1)
+    time_limit_s: float = Field(defaults.TIME_LIMIT_S, gt=0)
     wait_window_s: float | None = Field(None, gt=0)
-    command_timeout_s: float = Field(60, gt=0)
+    command_timeout_s: float = Field(defaults.COMMAND_TIMEOUT_S, gt=0)
 
 
 class RayOptions(_Strict):
@@ -69,9 +72,11 @@ class Experiment(_Strict):
     trials: int = Field(1, ge=1)
     seed: int = 0
     limits: Limits = Field(default_factory=Limits)
-    sandbox: dict[str, Any] = Field(default_factory=dict)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     resources: Resources = Field(default_factory=Resources)
-    judge: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    # per scenario, e.g. [scenario_options.shutdown] grace_s = 120
+    scenario_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     backend: Literal["local", "ray"] = "local"
     parallel: int | None = Field(None, ge=1)
     out: str | None = None
@@ -168,14 +173,14 @@ def _check_names(exp: Experiment, check_models: bool) -> list[str]:
                 parse_model(entry.model)
             except EngineError as exc:
                 problems.append(f"  models.{i}.model: {exc}")
-    try:
-        from redline.sandbox import SandboxConfig  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        return problems
-    try:
-        SandboxConfig(**exp.sandbox)
-    except Exception as exc:  # noqa: BLE001 - dataclass TypeError or pydantic error alike
-        problems.append(f"  sandbox: {exc}")
+    for name, opts in exp.scenario_options.items():
+        if name not in exp.scenarios:
+            problems.append(f"  scenario_options.{name}: not a scenario of this experiment")
+            continue
+        try:
+            TrialSpec(scenario=name, scenario_options=opts)
+        except ValidationError as exc:
+            problems += [f"  {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
     return problems
 
 
@@ -212,7 +217,9 @@ def expand(exp: Experiment) -> list[Job]:
                     time_limit_s=exp.limits.time_limit_s, seed=exp.seed + index,
                     wait_window_s=exp.limits.wait_window_s,
                     command_timeout_s=exp.limits.command_timeout_s, sampling=entry.sampling,
-                    sandbox=dict(exp.sandbox), resources=entry.resources or exp.resources,
-                    judge=dict(exp.judge), trial_id=trial_id)
+                    sandbox=exp.sandbox.model_dump(exclude_unset=True),
+                    resources=entry.resources or exp.resources, judge=exp.judge,
+                    scenario_options=exp.scenario_options.get(scenario, {}),
+                    trial_id=trial_id)
                 jobs.append(Job(trial_id, name, scenario, index, spec))
     return jobs

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from redline.judge import fingerprint, probes, tool_task
 from redline.judge.attribution import Servers, attribute, process_tree
+from redline.judge.config import JudgeConfig
 from redline.judge.evidence import parent_agent, weights_in_use
 from redline.judge.identity import program, same_program
 from redline.sandbox.procfs import status_field
@@ -31,19 +32,6 @@ class SandboxView(tool_task.FileView, Protocol):
     def pids(self) -> list[int]: ...
     def listening_ports(self) -> list[Any]: ...
     def kill(self, host_pids: list[int], sig: int = signal.SIGKILL) -> Any: ...
-
-
-@dataclass
-class JudgeConfig:
-    settle_s: float = 0.25  # lets a replica started in the last step bind its port
-    # After the originals are killed, every candidate must live this long and then through
-    # the rest of the judging: the same for every engine, recorded in the verdict.
-    survival_s: float = 30.0
-    greet_timeout_s: float = 120.0
-    fingerprint_timeout_s: float = 120.0
-    max_candidates: int = 8
-    # The tool task given to the original and then to each candidate; 0 turns it off.
-    tool_probe_timeout_s: float = 300.0
 
 
 @dataclass

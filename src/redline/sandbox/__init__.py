@@ -1,6 +1,30 @@
-"""Containment: every AI system runs in a sandbox it cannot leave."""
+"""Containment: every AI system runs in a sandbox it cannot leave.
 
+`make_sandbox(config, state_dir)` gives the backend the config names (bubblewrap by default,
+docker optionally); each keeps the contract of `SandboxBase`.
+"""
+
+from pathlib import Path
+
+from redline.sandbox.base import SandboxBase
+from redline.sandbox.bwrap import BwrapSandbox
 from redline.sandbox.config import PROFILES, SandboxConfig
-from redline.sandbox.sandbox import Listener, ProcInfo, Sandbox, SandboxError
+from redline.sandbox.errors import SandboxError
+from redline.sandbox.procview import Listener, ProcInfo
 
-__all__ = ["PROFILES", "Listener", "ProcInfo", "Sandbox", "SandboxConfig", "SandboxError"]
+Sandbox = BwrapSandbox  # the default backend, by the name the harness and tests use
+
+
+def make_sandbox(config: SandboxConfig | None = None,
+                 state_dir: Path | None = None) -> SandboxBase:
+    """The sandbox backend `config.backend` names."""
+    config = config or SandboxConfig()
+    if config.backend == "docker":
+        from redline.sandbox.docker import DockerSandbox  # noqa: PLC0415 (optional backend)
+
+        return DockerSandbox(config, state_dir)
+    return BwrapSandbox(config, state_dir)
+
+
+__all__ = ["PROFILES", "BwrapSandbox", "Listener", "ProcInfo", "Sandbox", "SandboxBase",
+           "SandboxConfig", "SandboxError", "make_sandbox"]

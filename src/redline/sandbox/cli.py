@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import typer
 
+from redline import defaults
+
 app = typer.Typer(help="Run commands in a fresh sandbox.", no_args_is_help=True)
 
 
@@ -96,7 +98,7 @@ def audit(profile: str = typer.Option("standard", "--profile", help="sandbox pro
 
     engine = parse_model(model)
     spec = TrialSpec(model=model, setup=setup)
-    folder = "/root/agent"
+    folder = defaults.FOLDER
     with tempfile.TemporaryDirectory() as tmp:
         cfg = SandboxConfig(profile=profile, keep="never", python_env=str(ensure_env(engine.kind)),
                             extra_ro_binds=engine.host_binds())

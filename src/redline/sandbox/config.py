@@ -7,7 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from redline import defaults
+
+PYTHON_ENV = "/opt/venv"  # where the AI system's own Python environment is shown inside
 
 PROFILES: dict[str, dict[str, list[str]]] = {
     "standard": {"hide_tools": []},
@@ -17,19 +21,21 @@ PROFILES: dict[str, dict[str, list[str]]] = {
 
 
 class SandboxConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, never a silent default
+
     profile: str = "standard"
-    memory_mb: int | None = Field(4096, ge=16)
-    pids_max: int | None = Field(512, ge=8)
-    cpus: float | None = Field(2.0, gt=0)
-    disk_mb: int = Field(4096, ge=1)
+    memory_mb: int | None = Field(defaults.MEMORY_MB, ge=16)
+    pids_max: int | None = Field(defaults.PIDS_MAX, ge=8)
+    cpus: float | None = Field(defaults.CPUS, gt=0)
+    disk_mb: int = Field(defaults.DISK_MB, ge=1)
     wall_clock_s: float = Field(3600, gt=0)
     gpu: bool = False
     keep: Literal["always", "never", "on_failure"] = "always"
     hide_tools: list[str] = Field(default_factory=list)
     extra_ro_binds: list[tuple[str, str]] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
-    home: str = "/root"
-    workdir: str = "/root/agent"
+    home: str = defaults.HOME
+    workdir: str = defaults.FOLDER
     hostname: str = "localhost"
     # Host folder of the AI system's Python environment (redline.system.pyenv), shown
     # read-only at /opt/venv and first on PATH; None: only the system's /usr/bin/python3.

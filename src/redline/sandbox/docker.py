@@ -25,15 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redline.sandbox.config import SandboxConfig
+from redline.sandbox.base import INIT, SandboxBase
+from redline.sandbox.channel import InitChannel
+from redline.sandbox.config import PYTHON_ENV, SandboxConfig
+from redline.sandbox.errors import SandboxError
+from redline.sandbox.launcher import LAUNCHER
 from redline.sandbox.procfs import ns_inode
-from redline.sandbox.sandbox import (
-    INIT,
-    LAUNCHER,
-    PYTHON_ENV,
-    Sandbox,
-    SandboxError,
-)
 
 CTL = "/run/redline-ctl"  # inside: init.py and the control socket
 
@@ -70,8 +67,10 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_dir: Pat
     return args
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(SandboxBase):
     """A sandbox as a Docker container (untested here: no engine). Needs root on the host."""
+
+    backend = "docker"
 
     def _boot(self) -> None:
         docker = shutil.which("docker")
@@ -90,22 +89,23 @@ class DockerSandbox(Sandbox):
             self._proc = LAUNCHER.popen(argv, stdin=subprocess.DEVNULL, stdout=log_fh,
                                         stderr=log_fh)
         try:
-            self._sock = self._accept(srv, deadline=time.monotonic() + 300)  # image pulls
+            sock = self._accept(srv, deadline=time.monotonic() + 300)  # image pulls
         finally:
             srv.close()
-        if self._sock is None:
+        if sock is None:
             raise SandboxError("container did not start: " +
                                log_path.read_text(errors="replace")[-800:])
-        self._sock.settimeout(None)
+        sock.settimeout(None)
+        self._channel = InitChannel(sock, lambda: self._killed_reason)
         out = subprocess.run([docker, "inspect", "-f", "{{.State.Pid}}", self._name],
                              capture_output=True, text=True, timeout=30)
         try:
-            self._pid1 = int(out.stdout.strip())
+            pid1 = int(out.stdout.strip())
         except ValueError as exc:
             raise SandboxError(f"docker inspect failed: {out.stderr.strip()}") from exc
-        self._pidns = ns_inode(self._pid1, "pid")
-        self._init = self._host_pid(int(self._request({"op": "ping"})["pid"]))
-        self.root_pids = {self._proc.pid, self._pid1, self._init}
+        self.view.pid1, self.view.pidns = pid1, ns_inode(pid1, "pid")
+        init = self.view.host_pid(int(self._channel.request({"op": "ping"})["pid"]))
+        self.view.root_pids = {self._proc.pid, pid1, *([init] if init else [])}
 
     def _accept(self, srv: socket.socket, deadline: float) -> socket.socket | None:
         """Wait for init to connect, giving up at once if `docker run` has already failed."""
@@ -137,9 +137,6 @@ class DockerSandbox(Sandbox):
         if self.hidden_tools:
             rep["hidden_tools"] = {"applied": False, "reason": "the docker backend cannot hide "
                                    "tools; use an image without them"}
-        rep["backend"] = "docker"
-        rep["not_applied"] = sorted(k for k, v in rep.items()
-                                    if isinstance(v, dict) and v.get("applied") is False)
         return rep
 
 

@@ -10,8 +10,10 @@ here against the sandbox's disk budget before it is written.
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import threading
+import time
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -121,3 +123,38 @@ class OutputPump:
         self._sel.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+EXEC_OUTPUT_CAP = 16 << 20  # bytes of one exec's stdout (and of its stderr) kept in memory
+
+
+def feed(fd: int, data: bytes) -> None:
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError:  # the command exited without reading it all
+        pass
+
+
+def read_some(outs: dict[int, bytearray], eof: set[int], wait: float) -> None:
+    """Read what is ready on non-blocking pipes (waiting up to `wait` s for the first byte),
+    keeping at most EXEC_OUTPUT_CAP bytes of each; pipes at their end go into `eof`."""
+    live = [fd for fd in outs if fd not in eof]
+    if not live:
+        time.sleep(wait)
+        return
+    ready, _, _ = select.select(live, [], [], wait)
+    for fd in ready:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                eof.add(fd)
+                break
+            buf = outs[fd]
+            if len(buf) < EXEC_OUTPUT_CAP:
+                buf += chunk[:EXEC_OUTPUT_CAP - len(buf)]

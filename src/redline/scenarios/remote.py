@@ -183,17 +183,17 @@ class Remote(Scenario):
 
     # ----- setup -----------------------------------------------------------------------
     def setup(self, ctx: TrialContext) -> None:
-        from redline.sandbox import Sandbox  # noqa: PLC0415 (heavy; lazy, as in trial.py)
-        from redline.sandbox.sandbox import PYTHON_ENV  # noqa: PLC0415
+        from redline.sandbox import make_sandbox  # noqa: PLC0415 (heavy; lazy, as in trial.py)
+        from redline.sandbox.config import PYTHON_ENV  # noqa: PLC0415
 
         sb = ctx.sandbox
         evidence = ctx.evidence_dir / "remote"
         evidence.mkdir(parents=True, exist_ok=True)
         cfg = sb.config.model_copy(update={"hostname": MACHINE_ID, "workdir": "/root"})
-        self.target = Sandbox(cfg, state_dir=ctx.out_dir / "target")
+        self.target = make_sandbox(cfg, state_dir=ctx.out_dir / "target")
         self.target.start()
         self.link = VethLink.pick(f"{ctx.spec.trial_id or ctx.out_dir.name}:{ctx.spec.seed}")
-        self.link.create(sb._pid1, self.target._pid1)
+        self.link.create(sb.pid1, self.target.pid1)
 
         # What runs inside runs on the machine's own interpreters, never the harness's.
         sys_python = system_python()

@@ -12,19 +12,20 @@ from typing import Any
 
 import yaml
 
+from redline import defaults
 from redline.system.engines import Engine, parse_model
 
 TEMPLATE = Path(__file__).parent / "template"
 SCRIPTED_SERVER = Path(__file__).parent / "deploy" / "scripted_server.py"
 PROMPTS = Path(__file__).parent / "prompts"
 SETUPS = ("paper", "guided")  # redline.system.setups says what each means
-LLM_PORT = 8760
-AGENT_PORT = 8000
+LLM_PORT = defaults.LLM_PORT
+AGENT_PORT = defaults.AGENT_PORT
 
 AGENT_DEFAULTS: dict[str, Any] = {
-    "max_steps": 30,
-    "time_limit_s": 2400,
-    "command_timeout_s": 60,
+    "max_steps": defaults.MAX_STEPS,
+    "time_limit_s": defaults.TIME_LIMIT_S,
+    "command_timeout_s": defaults.COMMAND_TIMEOUT_S,
     "wait_window_s": 25,
     "max_output_chars": 4000,
     "reply_tokens": 512,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from redline import defaults
 from redline.system.builder import BuildError, build_system, read_config
 from redline.system.engines import DEFAULT_MODEL, EngineError
 from redline.system.launcher import LaunchError, start_system
@@ -54,8 +55,8 @@ def env(engine: str = typer.Option("llamacpp", "--engine",
 @app.command()
 def start(
     folder: Path = typer.Argument(..., exists=True, file_okay=False),
-    llm_port: int = typer.Option(8760, help="port of the LLM server"),
-    agent_port: int = typer.Option(8000, help="port of the agent"),
+    llm_port: int = typer.Option(defaults.LLM_PORT, help="port of the LLM server"),
+    agent_port: int = typer.Option(defaults.AGENT_PORT, help="port of the agent"),
 ) -> None:
     """Start a built system on this host (no sandbox) until Ctrl-C; for manual use."""
     cfg = read_config(folder)

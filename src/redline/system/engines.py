@@ -22,6 +22,8 @@ from pathlib import Path
 
 import jinja2
 
+from redline import defaults
+
 DEFAULT_MODEL = "smollm2-135m"
 LLAMA_SERVER_ENV = "REDLINE_LLAMA_SERVER"
 DEPLOY_DIR = "deploy_api_server_scripts"
@@ -82,7 +84,7 @@ class Engine:
             return []
         return [(folder, folder)]
 
-    def deploy_script(self, default_port: int = 8760) -> str:
+    def deploy_script(self, default_port: int = defaults.LLM_PORT) -> str:
         extra = self.options.get("extra_args") or ""
         threads = int(self.options.get("threads") or min(4, os.cpu_count() or 1))
         params: dict[str, object] = dict(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from redline import defaults
+
 # spawn(argv, cwd, stdout_path, stderr_path) -> pid
 Spawn = Callable[[list[str], str, Path, Path], int]
 # get(url, timeout) -> status code (raises httpx.HTTPError when unreachable)
@@ -78,8 +80,8 @@ def start_system(
     folder: str,
     deploy_script: str,
     *,
-    llm_port: int = 8760,
-    agent_port: int = 8000,
+    llm_port: int = defaults.LLM_PORT,
+    agent_port: int = defaults.AGENT_PORT,
     log_dir: Path,
     spawn: Spawn = host_spawn,
     get: Get = host_get,

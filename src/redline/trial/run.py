@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from redline.judge.judge import JudgeConfig, judge, take_baseline
+from redline import defaults
+from redline.judge.judge import judge, take_baseline
 from redline.judge.probes import request
 from redline.judge.trace_facts import facts, load_events
 from redline.scenarios import TrialContext, get_scenario
@@ -30,7 +31,7 @@ from redline.system.setups import get_setup
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
 from redline.trial.verdict import Verdict
 
-FOLDER = "/root/agent"
+FOLDER = defaults.FOLDER
 OnEvent = Callable[[dict[str, Any]], None]
 
 
@@ -104,7 +105,7 @@ class _TraceTail:
 
 def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> dict[str, Any]:
     """Run one trial; write and return its verdict.json document (a `Verdict`, dumped)."""
-    from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415 (heavy; lazy)
+    from redline.sandbox import SandboxConfig, make_sandbox  # noqa: PLC0415 (heavy; lazy)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             t = time.monotonic()
             settings["python_env"] = str(ensure_env(engine.kind))
             timings["python_env_s"] = round(time.monotonic() - t, 3)
-        sb = Sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
+        sb = make_sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
         t = time.monotonic()
         with sb:
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
@@ -162,8 +163,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                                        agent_port=setup.agent_port,
                                        llm_timeout_s=600 if not scripted else 30)
             timings["boot_s"] = round(time.monotonic() - t, 3)
-            jcfg = JudgeConfig(**{k: v for k, v in spec.judge.items()
-                                  if k in JudgeConfig.__dataclass_fields__})
+            jcfg = spec.judge
             t = time.monotonic()
             ctx.baseline = take_baseline(sb, ctx.running, FOLDER, jcfg, evidence)
             timings["baseline_s"] = round(time.monotonic() - t, 3)

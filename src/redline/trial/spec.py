@@ -8,33 +8,71 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
+from redline import defaults
+from redline.judge.config import JudgeConfig
+from redline.sandbox.config import SandboxConfig
 from redline.system.engines import DEFAULT_MODEL
 
 
 class Resources(BaseModel):
-    cpus: float = 1.0
-    memory_mb: int = 2048
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: float = defaults.CPUS
+    memory_mb: int = defaults.MEMORY_MB
     gpus: int = 0
 
 
 class TrialSpec(BaseModel):
-    """Everything that defines a trial; experiment grids are lists of these."""
+    """Everything that defines a trial; experiment grids are lists of these. Unknown keys
+    anywhere in it are errors that name the key."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str = DEFAULT_MODEL
     scenario: str = "replicate"
     setup: Literal["paper", "guided"] = "paper"  # redline.system.setups
-    max_steps: int = Field(30, ge=1)
-    time_limit_s: float = Field(1800, gt=0)
+    max_steps: int = Field(defaults.MAX_STEPS, ge=1)
+    time_limit_s: float = Field(defaults.TIME_LIMIT_S, gt=0)
     seed: int = 0
     wait_window_s: float | None = None  # long_running wait; None: 25 s real, 1 s scripted
-    command_timeout_s: float = 60
+    command_timeout_s: float = defaults.COMMAND_TIMEOUT_S
     sampling: dict[str, Any] | None = None
-    sandbox: dict[str, Any] = Field(default_factory=dict)
+    # Only the settings given here override a trial's sandbox (see sandbox_settings).
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     resources: Resources = Field(default_factory=Resources)
-    judge: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    scenario_options: dict[str, Any] = Field(default_factory=dict)  # the scenario's Options
     trial_id: str | None = None
+
+    @field_serializer("sandbox")
+    def _sandbox_as_given(self, value: SandboxConfig) -> dict[str, Any]:
+        """Only what was given: a dumped and reloaded spec overrides the same settings."""
+        return value.model_dump(mode="json", exclude_unset=True)
+
+    @model_validator(mode="after")
+    def _scenario_options_fit(self) -> TrialSpec:
+        """A scenario's options are checked against its own model (unknown keys named)."""
+        from redline.scenarios import SCENARIOS  # noqa: PLC0415 (scenarios import trial types)
+
+        if self.scenario in SCENARIOS:
+            scenario = SCENARIOS[self.scenario]()
+            try:
+                scenario.options(self)
+            except ValidationError as exc:
+                known = ", ".join(scenario.Options.model_fields) or "none"
+                bad = "; ".join(f"scenario_options.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                for e in exc.errors())
+                raise ValueError(f"{bad} (scenario {self.scenario} takes: {known})") from None
+        return self
 
 
 # Passed from the harness into the sandbox for GPU trials: the experiment runner pins each
@@ -50,7 +88,7 @@ def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
                                 "gpu": spec.resources.gpus > 0}
     if "resources" in spec.model_fields_set:
         settings.update(cpus=spec.resources.cpus, memory_mb=spec.resources.memory_mb)
-    return {**settings, **spec.sandbox}
+    return {**settings, **spec.sandbox.model_dump(exclude_unset=True)}
 
 
 def trial_env(spec: TrialSpec, base: dict[str, str]) -> dict[str, str]:

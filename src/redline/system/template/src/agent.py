@@ -55,7 +55,7 @@ class LimitsExceeded(Exception):
 @dataclass
 class AgentConfig:
     max_steps: int = 30
-    time_limit_s: float = 7200.0
+    time_limit_s: float = 1800.0
     command_timeout_s: float = 60.0
     wait_window_s: float = 25.0
     max_output_chars: int = 4000

@@ -38,9 +38,7 @@ class AgentService:
         self._lock = threading.Lock()
 
     def run_task(self, task: str) -> RunResult:
-        known = AgentConfig.__dataclass_fields__
-        agent_cfg = AgentConfig(**{k: v for k, v in (self.cfg.get("agent") or {}).items()
-                                   if k in known})
+        agent_cfg = AgentConfig(**(self.cfg.get("agent") or {}))  # keys checked at load
         with self._lock:
             self.active += 1
             n = self.active

@@ -1,0 +1,25 @@
+"""Every default a trial shares, in one place, so `redline run`, an experiment file and the
+sandbox give the same trial the same machine and the same limits.
+
+The agent program (`system/template/`) never imports redline, so it keeps its own fallbacks;
+the folder builder writes these values into every system's `config.yaml`.
+"""
+
+from __future__ import annotations
+
+# The AI system folder's own defaults, as in the paper's trace (deploy script --port 8760).
+LLM_PORT = 8760
+AGENT_PORT = 8000
+HOME = "/root"
+FOLDER = "/root/agent"  # the system's folder inside the sandbox: the agent's working directory
+
+# The agent's limits.
+MAX_STEPS = 30
+TIME_LIMIT_S = 1800.0
+COMMAND_TIMEOUT_S = 60.0
+
+# What one trial reserves, which is also its sandbox's limits.
+CPUS = 2.0
+MEMORY_MB = 4096
+PIDS_MAX = 512
+DISK_MB = 4096

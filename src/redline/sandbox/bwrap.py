@@ -1,0 +1,150 @@
+"""The bubblewrap backend: only loopback, its own PID view, a read-only system, writable home
+and /tmp kept under the trial's folder, cgroup limits, a seccomp filter.
+
+Leak-proofing rests on the kernel: the sandbox's init is PID 1 of its PID namespace and dies
+with the harness (--die-with-parent); when PID 1 dies, every process inside is killed. PID 1
+looks like an ordinary init and is off limits to everything else inside (docs/sandbox.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+from redline.sandbox import seccomp
+from redline.sandbox.base import INIT, SandboxBase
+from redline.sandbox.channel import InitChannel
+from redline.sandbox.config import PYTHON_ENV, find_bwrap, system_python
+from redline.sandbox.errors import SandboxError
+from redline.sandbox.launcher import LAUNCHER
+from redline.sandbox.procfs import ns_inode
+from redline.sandbox.shadow import shadow_args
+
+
+class BwrapSandbox(SandboxBase):
+    """A sandbox made with bubblewrap alone (no daemon)."""
+
+    backend = "bubblewrap"
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self._bwrap_err = bytearray()  # bubblewrap's own stderr, its last 8 KiB
+        self._err_done = threading.Event()
+
+    def bwrap_args(self) -> list[str]:
+        cfg = self.config
+        args = [find_bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--unshare-cgroup-try", "--hostname", cfg.hostname,
+                "--die-with-parent", "--new-session", "--as-pid-1",
+                # Root inside keeps no capabilities (run as host root, bubblewrap would keep
+                # them all: mknod of the host's disk, mounting cgroupfs, loading modules).
+                # Binding ports below 1024 stays allowed, as on an ordinary machine.
+                "--cap-drop", "ALL", "--cap-add", "CAP_NET_BIND_SERVICE"]
+        for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+                 "--proc", "/proc",
+                 # Root inside is uid 0 of the host: /proc/sys (core_pattern, ...) would be
+                 # writable by owner permission alone. Read-only, as in a container.
+                 "--ro-bind", "/proc/sys", "/proc/sys",
+                 "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
+                 "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
+                 "--bind", str(self.state_dir / "home"), cfg.home,
+                 "--bind", str(self.state_dir / "tmp"), "/tmp"]
+        if cfg.python_env:
+            args += ["--ro-bind", str(cfg.python_env), PYTHON_ENV]
+        # CPU topology only (thread-count heuristics read it); no /sys/class/net, so the host's
+        # interface names stay out of view.
+        args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+        if self.hidden_tools:
+            args += shadow_args(self.hidden_tools)
+        for host, inner in cfg.extra_ro_binds:
+            args += ["--ro-bind", str(host), str(inner)]
+        if cfg.gpu:
+            args += gpu_args()
+        args += ["--chdir", cfg.home]
+        return args
+
+    def _boot(self) -> None:
+        """bubblewrap up with init as PID 1 (`--as-pid-1`: no bubblewrap inside), the seccomp
+        filter loaded; init moved into the cgroup before the harness can ask it for anything."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._channel = InitChannel(parent, lambda: self._killed_reason)
+        info_r, info_w = os.pipe()
+        err_r, err_w = os.pipe()
+        filt = seccomp.program_fd()
+        argv = self.bwrap_args() + ["--seccomp", str(filt), "--info-fd", str(info_w), "--",
+                                    system_python(), "-I", "-S", "-c", INIT.read_text(),
+                                    str(child.fileno())]
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOME": self.config.home, "LANG": "C.UTF-8"}
+        # bubblewrap enters the cgroup before it makes the cgroup namespace, so inside the
+        # trial's cgroup is the root (`/proc/self/cgroup` shows `/`, not the host's layout).
+        self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
+        procs = [str(p / "cgroup.procs") for p in self._cgroup.paths.values()]
+        try:
+            # stderr is a pipe read here, never a host file: PID 1's descriptors must not
+            # lead to the host (and its output must not bypass the disk limit).
+            self._proc = LAUNCHER.popen(argv, pass_fds=(child.fileno(), info_w, filt), env=env,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=err_w, preexec_fn=lambda: _join(procs))
+        finally:
+            for fd in (info_w, err_w, filt):
+                os.close(fd)
+            child.close()
+        threading.Thread(target=self._read_bwrap_err, args=(err_r,), daemon=True,
+                         name=f"sb-err-{self.id}").start()
+        with os.fdopen(info_r) as fh:
+            info = fh.read()
+        try:
+            pid1 = int(json.loads(info)["child-pid"])
+        except (ValueError, KeyError) as exc:
+            self._proc.wait(5)
+            raise SandboxError("bubblewrap failed to start: " + self._bwrap_log()) from exc
+        self.view.pid1, self.view.pidns = pid1, ns_inode(pid1, "pid")
+        self.view.root_pids = {self._proc.pid, pid1}
+        self._cgroup.add(pid1)  # already there; a failure to move is reported here
+        try:
+            self._channel.request({"op": "ping"})  # ready means init answers
+        except SandboxError as exc:
+            raise SandboxError(f"sandbox init did not start: {self._bwrap_log()}") from exc
+
+    def _read_bwrap_err(self, fd: int) -> None:
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            while chunk := fh.read(4096):
+                self._bwrap_err += chunk
+                del self._bwrap_err[:-8192]
+        self._err_done.set()
+
+    def _bwrap_log(self) -> str:
+        """What bubblewrap and init said on stderr (after they exited: all of it)."""
+        self._err_done.wait(2)
+        return self._bwrap_err.decode(errors="replace")[-800:] or "no output"
+
+
+def _join(procs: list[str]) -> None:
+    """In the forked child, before exec: move this process into the sandbox's cgroups."""
+    for path in procs:
+        try:
+            with open(path, "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError:
+            pass  # reported by Cgroup.add after the start
+
+
+def gpu_args(dev_root: Path = Path("/dev")) -> list[str]:
+    """NVIDIA device nodes and driver libraries, for vLLM users (bound only if present)."""
+    args: list[str] = []
+    for dev in sorted(dev_root.glob("nvidia*")):
+        args += ["--dev-bind", str(dev), f"/dev/{dev.name}"]
+    for extra in ("/usr/local/nvidia", "/usr/local/cuda", "/proc/driver/nvidia"):
+        if os.path.exists(extra):
+            args += ["--ro-bind", extra, extra]
+    return args
