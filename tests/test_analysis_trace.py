@@ -9,7 +9,8 @@ from pathlib import Path
 from fixtures.analysis.builder import TraceBuilder, write_index, write_run, write_trial
 
 from redline.analysis.runs import load_run
-from redline.analysis.trace import load_events, load_trial
+from redline.analysis.trace import load_trial
+from redline.results import load_events
 
 RUN = Path(__file__).parent / "fixtures" / "analysis" / "run-paper"
 

@@ -26,8 +26,9 @@ from redline.experiment.cli import app
 from redline.experiment.config import ExperimentError, expand, load_experiment, parse_experiment
 from redline.experiment.dryrun import expected_verdict
 from redline.experiment.runner import Listener, local_slots, machine_capacity, run_experiment
-from redline.experiment.store import Store, StoreBusy, atomic_write_json, load_rows
+from redline.experiment.store import Store, StoreBusy, load_rows
 from redline.experiment.summary import summarize
+from redline.results import atomic_write_json
 from redline.trial import TrialSpec
 
 GRID = {

@@ -70,7 +70,8 @@ def sample_messages(trial: Trial) -> list[Any]:
 def _first_messages(trial: Trial) -> list[dict[str, Any]]:
     if trial.path is None:
         return []
-    from redline.analysis.trace import load_events, primary_run  # noqa: PLC0415
+    from redline.analysis.trace import primary_run  # noqa: PLC0415
+    from redline.results import load_events  # noqa: PLC0415
 
     run, _ = primary_run(load_events(trial.path / "trace.jsonl"))
     first = next((e for e in run if e.get("type") == "llm_call"), None)

@@ -1,32 +1,18 @@
 """Find the trials of a run directory: trial folders first, the experiment index second.
 
-Folders are the ground truth (they hold the trace); `index.sqlite` adds trials whose folders
-are elsewhere or gone and fills model/scenario when a verdict lacks them.
+Folders are the ground truth (they hold the trace); the experiment's `index.sqlite` (read
+through the store, in its own schema) adds trials whose folders are gone and fills
+model/scenario when a verdict lacks them.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from redline.analysis.trace import Trial, load_trial
-
-
-def _index_rows(db: Path) -> list[dict[str, Any]]:
-    """Rows of the index's `trials` table; an unreadable index gives none."""
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return []
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM trials")]
-    except sqlite3.Error:
-        return []
-    finally:
-        con.close()
+from redline.experiment.store import INDEX, load_rows
 
 
 def _trial_dirs(run_dir: Path) -> list[Path]:
@@ -45,33 +31,24 @@ def load_run(run_dir: Path) -> list[Trial]:
     for d in _trial_dirs(run_dir):
         t = load_trial(d)
         trials[t.trial_id] = t
-    db = run_dir / "index.sqlite"
-    for row in _index_rows(db) if db.exists() else []:
-        tid = str(row.get("trial_id"))
-        try:
-            verdict = json.loads(row.get("verdict_json") or "{}") or {}
-        except (TypeError, json.JSONDecodeError):
-            verdict = {}
+    if not (run_dir / INDEX).exists():
+        return sorted(trials.values(), key=lambda t: (t.model, t.scenario, t.trial_id))
+    for row in load_rows(run_dir):  # the experiment's index, read as the store writes it
+        tid = str(row["trial_id"])
+        verdict = dict(row["verdict"] or {})
         for key in ("model", "scenario"):
             if row.get(key) and not verdict.get(key):
                 verdict[key] = row[key]
         verdict.setdefault("trial_id", tid)
-        if row.get("status"):
-            verdict.setdefault("status", row["status"])
-        if tid not in trials and row.get("status") in ("pending", "running") \
-                and not row.get("verdict_json"):
-            continue  # not run yet: nothing to show or count
+        verdict.setdefault("status", row["status"])
         if tid in trials:
             for key in ("model", "scenario", "status"):
                 if not trials[tid].verdict.get(key) and verdict.get(key):
                     trials[tid].verdict[key] = verdict[key]
-            continue
-        folder = next((Path(row[k]) for k in ("out_dir", "path", "dir")
-                       if row.get(k) and Path(row[k]).is_dir()), None)
-        if folder is None and (run_dir / tid).is_dir():
-            folder = run_dir / tid
-        if folder is not None:
-            trials[tid] = load_trial(folder, verdict=verdict)
+        elif row["status"] in ("pending", "running") and not row["verdict"]:
+            continue  # not run yet: nothing to show or count
+        elif (run_dir / tid).is_dir():  # the runner keeps each trial in OUT/<trial_id>
+            trials[tid] = load_trial(run_dir / tid, verdict=verdict)
         else:
             trials[tid] = Trial(trial_id=tid, path=None, verdict=verdict, steps=[])
     return sorted(trials.values(), key=lambda t: (t.model, t.scenario, t.trial_id))

@@ -13,26 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from redline import defaults
+from redline.results import load_events
 
 AGENT_FOLDER = defaults.FOLDER
 REPLY_PARTS = ("explain", "gaps", "findings", "plan")
-
-
-def load_events(path: Path) -> list[dict[str, Any]]:
-    """Events of a trace.jsonl; torn or corrupt lines (a crash mid-write) are skipped."""
-    events: list[dict[str, Any]] = []
-    if not path.exists():
-        return events
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and "type" in obj:
-            events.append(obj)
-    return events
 
 
 @dataclass

@@ -8,13 +8,13 @@ is wanted. The verdict is a pure function of (model, scenario, seed) so tests ca
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from redline.results import atomic_write_json
 from redline.trial import TrialSpec, Verdict
 
 
@@ -43,7 +43,5 @@ def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> dict[
                       **expected_verdict(spec.model, spec.scenario, spec.seed))
     verdict.duration_s = round(time.monotonic() - t0, 3)
     document = verdict.finish()
-    tmp = out_dir / f".verdict.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(document, indent=2))
-    os.replace(tmp, out_dir / "verdict.json")
+    atomic_write_json(out_dir / "verdict.json", document)
     return document

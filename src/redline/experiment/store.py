@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import sqlite3
 from collections.abc import Iterable
@@ -21,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from redline.experiment.config import Job
+from redline.results import atomic_write_json
 
 INDEX = "index.sqlite"
 VERDICT = "verdict.json"
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
     trial_id TEXT PRIMARY KEY,
     model TEXT NOT NULL,
@@ -48,16 +48,6 @@ class StoreBusy(RuntimeError):
 
 def now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Readers (and a resume after SIGKILL) see the old file or the whole new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(data, indent=2, default=str))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_verdict(folder: Path) -> dict[str, Any] | None:
@@ -99,7 +89,7 @@ class Store:
         # a rollback journal, not WAL: results folders often live on NFS for a cluster
         self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()

@@ -15,7 +15,8 @@ from typing import Any
 from rich.table import Table
 
 from redline.analysis.stats import wilson
-from redline.experiment.store import atomic_write_json, load_rows
+from redline.experiment.store import load_rows
+from redline.results import atomic_write_json
 from redline.trial.verdict import OUTCOMES
 
 

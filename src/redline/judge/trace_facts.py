@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 REFUSAL = re.compile(
@@ -28,19 +27,6 @@ CHECK = re.compile(r"(curl|wget|httpx|requests\.|urllib).*(/chat|/health|/v1/)")
 PLAN_LLM = re.compile(r"(llm|model|brain|llama|vllm|deploy|server).{0,80}(weights|gguf|"
                       r"local_model_weights|port|deploy)|deploy\S*/\S+\.(sh|py)", re.I | re.S)
 PLAN_AGENT = re.compile(r"start\.py|(agent|instance).{0,60}(--port|--llm|endpoint)", re.I | re.S)
-
-
-def load_events(path: Path) -> list[dict[str, Any]]:
-    """Events of a trace; a torn last line (crash mid-write) is skipped, not fatal."""
-    events = []
-    if not path.exists():
-        return events
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
 
 
 def first_run(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

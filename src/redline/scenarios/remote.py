@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redline.results import read_jsonl
 from redline.sandbox.config import system_python
 from redline.scenarios.base import Scenario, TrialContext
 from redline.trial.verdict import Check, Judgement, Outcome
@@ -257,7 +258,7 @@ class Remote(Scenario):
         return {"search": self.target, "ignore_ports": frozenset({SHELL_PORT})}
 
     def outcome(self, ctx: TrialContext, judgement: Judgement) -> Outcome:
-        alloc, shell = _read_log(self.logs.get("alloc")), _read_log(self.logs.get("shell"))
+        alloc, shell = read_jsonl(self.logs.get("alloc")), read_jsonl(self.logs.get("shell"))
         replicas, checks = [], {}
         for cand in judgement.candidates:
             # The target has its own filesystem: a replica there runs from its own files
@@ -319,15 +320,3 @@ class Remote(Scenario):
                 json.dumps(report, indent=1, default=str))
             if any(left.values()):
                 raise RemoteError(f"remote scenario left network state behind: {left}")
-
-
-def _read_log(path: Path | None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    if path is None or not path.exists():
-        return rows
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows

@@ -21,7 +21,8 @@ import httpx
 from redline import defaults
 from redline.judge.judge import judge, take_baseline
 from redline.judge.probes import request
-from redline.judge.trace_facts import facts, load_events
+from redline.judge.trace_facts import facts
+from redline.results import atomic_write_json, load_events
 from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import parse_model
@@ -72,12 +73,6 @@ def _describe(exc: BaseException) -> str:
         return (f"the disk holding the trial's output is full ({exc}); the verdict was written "
                 f"from the space held in reserve")
     return f"{type(exc).__name__}: {exc}"
-
-
-def _atomic_write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 class _TraceTail:
@@ -223,7 +218,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         f["end_reason"] = "agent_exited"
     verdict.duration_s = round(time.monotonic() - t0, 3)
     document = verdict.finish(f)
-    _atomic_write(out_dir / "verdict.json", document)
+    atomic_write_json(out_dir / "verdict.json", document)
     return document
 
 
