@@ -4,6 +4,9 @@ Trials run in long-lived workers (one process per slot, or a Ray worker) because
 with the thread that started it (PR_SET_PDEATHSIG): a worker that lives for the whole grid keeps
 its sandboxes alive exactly as long as the trial needs them. Workers in turn die with the runner,
 so a killed runner never leaves trials writing behind the back of the next run.
+
+Just over 400 lines: the local pool and the Ray backend share the resume, slot and GPU-pinning
+logic here; issue 16 (multi-node Ray) is where the Ray half moves into its own module.
 """
 
 from __future__ import annotations
