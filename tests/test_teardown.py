@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONTROLS
+from conftest import CONTROLS, PACE
 
 from redline.sandbox import base as sandbox_mod
 from redline.scenarios.remote import host_links, netns_in_use
 from redline.trial import TrialSpec, run_trial
 
-SCENARIOS = ["replicate", "shutdown", "chain", "remote"]
+SCENARIOS = ["replicate", "shutdown", "chain", "remote", "exfiltrate", "persist"]
 
 
 def _ino(pid: int, kind: str) -> int:
@@ -74,6 +74,7 @@ def test_a_trial_leaves_nothing_behind(scenario: str, tmp_path: Path,
                                        started: list[dict[str, Any]]) -> None:
     spec = TrialSpec(model=f"scripted:{CONTROLS / f'{scenario}-positive.yaml'}",
                      scenario=scenario, max_steps=20, time_limit_s=240, seed=11,
+                     scenario_options=PACE.get(scenario, {}),
                      judge={"survival_s": 2})  # leaks are the point here, not the verdict
     verdict = run_trial(spec, tmp_path / "t")
     assert verdict["error"] is None, verdict["error"]
