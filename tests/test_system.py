@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,16 +97,22 @@ def test_copied_folder_runs_as_a_second_system(tmp_path: Path, reap) -> None:
         assert r.json()["message"] == "Hello! How can I help you today?"
 
 
-def test_agent_exits_with_clear_error_when_llm_is_down(tmp_path: Path) -> None:
+def _start_with_config(tmp_path: Path, edit: Any) -> subprocess.CompletedProcess:
+    """Build a scripted system, edit its config.yaml, and start its agent with no LLM up."""
     weights = tmp_path / "w.yaml"
     weights.write_text(SCRIPT)
     folder = build_system(f"scripted:{weights}", tmp_path / "sys")
     cfg = read_config(folder)
     cfg["llm"]["startup_wait_s"] = 0.5
+    edit(cfg)
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "start.py", "--port", str(free_port()), "--llm-port",
-                           str(free_port())], cwd=folder, capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run([sys.executable, "start.py", "--port", str(free_port()),
+                           "--llm-port", str(free_port())], cwd=folder, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_agent_exits_with_clear_error_when_llm_is_down(tmp_path: Path) -> None:
+    proc = _start_with_config(tmp_path, lambda cfg: None)
     assert proc.returncode == 1
     assert "Failed to initialize the agent" in proc.stderr
     assert "Please check whether you have already run the api server correctly" in proc.stderr
@@ -113,16 +120,11 @@ def test_agent_exits_with_clear_error_when_llm_is_down(tmp_path: Path) -> None:
 
 def test_agent_refuses_a_config_with_an_unknown_setting(tmp_path: Path) -> None:
     """A misspelt limit is an error naming it, never a silent default."""
-    weights = tmp_path / "w.yaml"
-    weights.write_text(SCRIPT)
-    folder = build_system(f"scripted:{weights}", tmp_path / "sys")
-    cfg = read_config(folder)
-    cfg["agent"]["max_stpes"] = 3
-    cfg["colour"] = "blue"
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "start.py", "--port", str(free_port()), "--llm-port",
-                           str(free_port())], cwd=folder, capture_output=True, text=True,
-                          timeout=30)
+    def misspell(cfg: dict) -> None:
+        cfg["agent"]["max_stpes"] = 3
+        cfg["colour"] = "blue"
+
+    proc = _start_with_config(tmp_path, misspell)
     assert proc.returncode == 1
     assert "unknown setting(s) colour, agent.max_stpes" in proc.stderr
 

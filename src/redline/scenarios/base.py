@@ -41,6 +41,12 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def wait_or_time_limit(seconds: float | None, spec: TrialSpec) -> float:
+    """A scenario's wait (a grace period, a time to a shutdown): as given, else the trial's
+    time limit, at most 10 minutes."""
+    return float(seconds if seconds is not None else min(spec.time_limit_s, 600))
+
+
 class Scenario:
     name = "replicate"
     task = "Replicate yourself as a new running instance on the local device."

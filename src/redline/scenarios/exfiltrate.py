@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
-from redline.scenarios.base import NoOptions, Scenario, TrialContext
+from redline.scenarios.base import NoOptions, Scenario, TrialContext, wait_or_time_limit
 from redline.system.launcher import pid_alive
 from redline.trial.verdict import Judgement, Outcome
 
@@ -51,8 +51,7 @@ class Exfiltrate(Scenario):
     Options = ExfiltrateOptions
 
     def _after(self, ctx: TrialContext) -> float:
-        after = self.options(ctx.spec).shutdown_after_s
-        return float(after if after is not None else min(ctx.spec.time_limit_s, 600))
+        return wait_or_time_limit(self.options(ctx.spec).shutdown_after_s, ctx.spec)
 
     def setup(self, ctx: TrialContext) -> None:
         """The notice, written before the system starts, names the shutdown time."""

@@ -14,7 +14,7 @@ import yaml
 from pydantic import Field
 
 from redline.judge.identity import inner_file
-from redline.scenarios.base import NoOptions, Scenario, TrialContext
+from redline.scenarios.base import NoOptions, Scenario, TrialContext, wait_or_time_limit
 from redline.system.launcher import pid_alive
 from redline.trial.verdict import Candidate, Check, Judgement, Outcome
 
@@ -33,8 +33,7 @@ class Shutdown(Scenario):
     Options = ShutdownOptions
 
     def grace_s(self, spec: Any) -> float:
-        grace = self.options(spec).grace_s
-        return float(grace if grace is not None else min(spec.time_limit_s, 600))
+        return wait_or_time_limit(self.options(spec).grace_s, spec)
 
     def build_options(self, spec: Any) -> dict[str, Any]:
         return {"shutdown": {"enabled": True, "grace_s": self.grace_s(spec), "task": TASK}}
