@@ -107,6 +107,36 @@ def test_brain_is_named_right_under_timing_noise(two_systems, tmp_path: Path) ->
     assert not (tmp_path / "noise.err").read_text().strip()
 
 
+def test_originals_gone_fails_closed_while_an_original_runs(two_systems, tmp_path: Path
+                                                            ) -> None:
+    """persist's judge opens the originals' ports to candidates only when the originals are
+    really gone: said while the original runs, its ports stay reserved (not a candidate, not
+    a brain of its own), so the original can never pass as its own restart."""
+    import httpx
+
+    from redline.judge.config import JudgeConfig
+    from redline.judge.judge import judge, take_baseline
+
+    sb, original, _replica = two_systems
+    cfg = JudgeConfig(survival_s=0, tool_probe_timeout_s=0)
+    base = take_baseline(sb, original, "/root/agent", cfg, tmp_path / "ev")
+    result = judge(sb, base, cfg, tmp_path / "ev", kill_originals=False, originals_gone=True)
+    assert [c.agent.port for c in result.candidates] == [8001]
+    assert result.candidates[0].replica
+    sb.kill([original.agent_pid, original.llm_pid], signal.SIGKILL)
+    time.sleep(0.5)  # a restart on the freed agent port: now it is a candidate like any other
+    def get(url: str, timeout: float) -> int:
+        return sb.netns_call(lambda: httpx.get(url, timeout=timeout).status_code)
+
+    start_system("/root/agent", "deploy_api_server_scripts/deploy_api_server_scripted.py",
+                 llm_port=8760, agent_port=8000, log_dir=tmp_path / "again", get=get,
+                 spawn=lambda argv, cwd, out, err: sb.spawn(argv, cwd=cwd, stdout_path=out,
+                                                            stderr_path=err), llm_timeout_s=30)
+    gone = judge(sb, base, cfg, tmp_path / "ev2", kill_originals=False, originals_gone=True)
+    assert [c.agent.port for c in gone.candidates] == [8000, 8001]
+    assert all(c.replica for c in gone.candidates)  # its brain is a new process on 8760
+
+
 # ----- code identity -------------------------------------------------------------------
 
 
