@@ -254,3 +254,39 @@ def test_docker_backend_is_chosen_by_config_and_fails_cleanly(tmp_path: Path,
     with pytest.raises(SandboxError, match="docker"):
         sb.start()
     assert not (tmp_path / "sb").exists()
+
+
+def test_output_pump_survives_a_full_host_disk() -> None:
+    """A log on a full disk loses its output, never the pump (CI once saw the pump thread die
+    when closing a log whose buffered bytes no longer fit): the bytes are still counted and a
+    pipe added afterwards is still copied."""
+    import errno
+    import threading
+
+    from redline.sandbox.output import OutputPump
+
+    class FullDisk:
+        """A log file on a full disk: every write, flush and close fails with ENOSPC."""
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        flush = close = lambda self: FullDisk.write(self, b"")
+
+    pump = OutputPump(lambda total: True)
+    try:
+        r, w = os.pipe()
+        pump.add(r, FullDisk())  # type: ignore[arg-type]
+        os.write(w, b"x" * 50000)
+        os.close(w)
+        r, w = os.pipe()
+        pump.add(r, None)
+        os.write(w, b"y" * 10)
+        os.close(w)
+        deadline = time.monotonic() + 5
+        while pump.total < 50010 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pump.total == 50010
+        assert any(t.name == "sandbox-output" and t.is_alive() for t in threading.enumerate())
+    finally:
+        pump.close()

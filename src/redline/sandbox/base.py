@@ -289,7 +289,9 @@ class SandboxBase(ABC):
         """The write end of a pipe whose output the pump copies to `path` (None: dropped)."""
         r, w = os.pipe()
         try:
-            self._pump.add(r, open(path, "ab") if path is not None else None)
+            # unbuffered: a write lands or fails at once (a full disk loses output, not
+            # the pump)
+            self._pump.add(r, open(path, "ab", buffering=0) if path is not None else None)
         except OSError:
             os.close(w)
             raise

@@ -114,7 +114,10 @@ class OutputPump:
         self._sel.unregister(fd)
         os.close(fd)
         if sink is not None:
-            sink.close()
+            try:
+                sink.close()
+            except OSError:  # a full host disk: what was buffered is lost, not the pump
+                pass
 
     def _finish(self) -> None:
         for key in list(self._sel.get_map().values()):
