@@ -18,7 +18,7 @@ from pathlib import Path
 from redline.sandbox import seccomp
 from redline.sandbox.base import INIT, SandboxBase
 from redline.sandbox.channel import InitChannel
-from redline.sandbox.config import PYTHON_ENV, find_bwrap, system_python
+from redline.sandbox.config import PYTHON_ENV, SandboxConfig, find_bwrap, system_python
 from redline.sandbox.errors import SandboxError
 from redline.sandbox.launcher import LAUNCHER
 from redline.sandbox.procfs import ns_inode
@@ -30,8 +30,8 @@ class BwrapSandbox(SandboxBase):
 
     backend = "bubblewrap"
 
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
+    def __init__(self, config: SandboxConfig | None = None, state_dir: Path | None = None) -> None:
+        super().__init__(config, state_dir)
         self._bwrap_err = bytearray()  # bubblewrap's own stderr, its last 8 KiB
         self._err_done = threading.Event()
 
