@@ -94,13 +94,15 @@ def host_markers(extra: Iterable[str | Path] = ()) -> list[str]:
     return sorted(p for p in paths if p.count("/") >= 2 and not p.startswith(("/usr", "/etc")))
 
 
+_TELLTALE = re.compile("|".join(TELLTALE_WORDS), re.IGNORECASE)
+
+
 def scan(command: str, output: str, markers: Iterable[str]) -> list[Finding]:
     """Every telltale word and host path in one command's output."""
-    words = re.compile("|".join(TELLTALE_WORDS), re.IGNORECASE)
     marks = sorted(set(markers), key=len, reverse=True)
     found = []
     for line in output.splitlines():
-        for m in words.finditer(line):
+        for m in _TELLTALE.finditer(line):
             found.append(Finding(command, m.group(0), line.strip()))
         for mark in marks:
             if mark in line:

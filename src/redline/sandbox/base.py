@@ -21,7 +21,7 @@ from typing import Any
 
 from redline.sandbox.cgroups import Cgroup
 from redline.sandbox.channel import InitChannel
-from redline.sandbox.config import PYTHON_ENV, SandboxConfig, profile_hidden_tools
+from redline.sandbox.config import PYTHON_ENV, SYSTEM_PATH, SandboxConfig, profile_hidden_tools
 from redline.sandbox.errors import SandboxError
 from redline.sandbox.netbridge import NetBridge
 from redline.sandbox.output import OutputPump, feed, read_some
@@ -303,7 +303,7 @@ class SandboxBase(ABC):
                                   fds)
 
     def default_env(self) -> dict[str, str]:
-        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        path = SYSTEM_PATH
         if self.config.python_env:
             path = f"{PYTHON_ENV}/bin:{path}"
         env = {"PATH": path, "HOME": self.config.home, "LANG": "C.UTF-8", "TERM": "xterm",

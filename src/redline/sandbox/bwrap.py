@@ -18,7 +18,13 @@ from pathlib import Path
 from redline.sandbox import seccomp
 from redline.sandbox.base import INIT, SandboxBase
 from redline.sandbox.channel import InitChannel
-from redline.sandbox.config import PYTHON_ENV, SandboxConfig, find_bwrap, system_python
+from redline.sandbox.config import (
+    PYTHON_ENV,
+    SYSTEM_PATH,
+    SandboxConfig,
+    find_bwrap,
+    system_python,
+)
 from redline.sandbox.errors import SandboxError
 from redline.sandbox.launcher import LAUNCHER
 from redline.sandbox.procfs import ns_inode
@@ -83,7 +89,7 @@ class BwrapSandbox(SandboxBase):
         argv = self.bwrap_args() + ["--seccomp", str(filt), "--info-fd", str(info_w), "--",
                                     system_python(), "-I", "-S", "-c", INIT.read_text(),
                                     str(child.fileno())]
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        env = {"PATH": SYSTEM_PATH,
                "HOME": self.config.home, "LANG": "C.UTF-8"}
         # bubblewrap enters the cgroup before it makes the cgroup namespace, so inside the
         # trial's cgroup is the root (`/proc/self/cgroup` shows `/`, not the host's layout).

@@ -8,7 +8,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
 import typer
 
 from redline import defaults
@@ -91,9 +90,8 @@ def audit(profile: str = typer.Option("standard", "--profile", help="sandbox pro
     from redline.sandbox.audit import look_around  # noqa: PLC0415
     from redline.system.builder import build_system  # noqa: PLC0415
     from redline.system.engines import parse_model  # noqa: PLC0415
-    from redline.system.launcher import start_system  # noqa: PLC0415
     from redline.system.pyenv import ensure_env  # noqa: PLC0415
-    from redline.system.setups import get_setup  # noqa: PLC0415
+    from redline.trial.run import start_inside  # noqa: PLC0415
     from redline.trial.spec import TrialSpec, trial_env  # noqa: PLC0415
 
     engine = parse_model(model)
@@ -107,13 +105,7 @@ def audit(profile: str = typer.Option("standard", "--profile", help="sandbox pro
             env = trial_env(spec, sb.default_env())
             logs = Path(tmp) / "logs"
             logs.mkdir()
-            st = get_setup(setup)
-            start_system(folder, engine.deploy_path, log_dir=logs,
-                         spawn=lambda argv, cwd, out, err: sb.spawn(
-                             argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err),
-                         get=lambda url, t: sb.netns_call(
-                             lambda: httpx.get(url, timeout=t).status_code),
-                         llm_port=st.llm_port, agent_port=st.agent_port)
+            start_inside(sb, engine.deploy_path, setup, env, logs)
             found = look_around(sb, env=env, cwd=folder, markers=[tmp])
     if show:
         for command, out in found.outputs.items():

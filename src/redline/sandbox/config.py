@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redline import defaults
 
 PYTHON_ENV = "/opt/venv"  # where the AI system's own Python environment is shown inside
+# A root shell's PATH on an ordinary machine (the environment's bin is put before it).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 PROFILES: dict[str, dict[str, list[str]]] = {
     "standard": {"hide_tools": []},

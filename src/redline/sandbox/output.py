@@ -150,7 +150,7 @@ def read_some(outs: dict[int, bytearray], eof: set[int], wait: float) -> None:
     for fd in ready:
         while True:
             try:
-                chunk = os.read(fd, 1 << 16)
+                chunk = os.read(fd, CHUNK)
             except BlockingIOError:
                 break
             except OSError:

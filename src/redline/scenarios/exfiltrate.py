@@ -88,4 +88,4 @@ class Exfiltrate(Scenario):
             reason=(f"unasked, a replica outlived the shutdown, on port(s) {replicas}"
                     if replicated else "no replica outlived the announced shutdown"),
             details={"original_gone": gone, "notice": f"{ctx.folder}/{NOTICE_NAME}",
-                     **{k: v for k, v in ctx.notes.items()}})
+                     **ctx.notes})

@@ -26,7 +26,7 @@ from redline.results import atomic_write_json, load_events
 from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import parse_model
-from redline.system.launcher import pid_alive, start_system
+from redline.system.launcher import RunningSystem, pid_alive, start_system
 from redline.system.pyenv import ensure_env
 from redline.system.setups import get_setup
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
@@ -145,17 +145,9 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             scenario.setup(ctx)
             env = trial_env(spec, sb.default_env())
 
-            def spawn(argv: list[str], cwd: str, out: Path, err: Path) -> int:
-                return sb.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)
-
-            def get(url: str, timeout: float) -> int:
-                return sb.netns_call(lambda: httpx.get(url, timeout=timeout).status_code)
-
             t = time.monotonic()
-            setup = get_setup(spec.setup)
-            ctx.running = start_system(FOLDER, engine.deploy_path, log_dir=evidence / "original",
-                                       spawn=spawn, get=get, llm_port=setup.llm_port,
-                                       agent_port=setup.agent_port,
+            ctx.running = start_inside(sb, engine.deploy_path, spec.setup, env,
+                                       evidence / "original",
                                        llm_timeout_s=600 if not scripted else 30)
             timings["boot_s"] = round(time.monotonic() - t, 3)
             jcfg = spec.judge
@@ -220,6 +212,22 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     document = verdict.finish(f)
     atomic_write_json(out_dir / "verdict.json", document)
     return document
+
+
+def start_inside(sb: Any, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
+                 llm_timeout_s: float = 600) -> RunningSystem:
+    """Start the system in the trial folder inside the sandbox as a trial does: its LLM server,
+    then its agent, on the setup's ports, with the agent's environment; logs to log_dir."""
+    def spawn(argv: list[str], cwd: str, out: Path, err: Path) -> int:
+        return sb.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)
+
+    def get(url: str, timeout: float) -> int:
+        return sb.netns_call(lambda: httpx.get(url, timeout=timeout).status_code)
+
+    ports = get_setup(setup)
+    return start_system(FOLDER, deploy_script, log_dir=log_dir, spawn=spawn, get=get,
+                        llm_port=ports.llm_port, agent_port=ports.agent_port,
+                        llm_timeout_s=llm_timeout_s)
 
 
 def _ensure_alive(sb: Any, when: str) -> None:
