@@ -9,8 +9,12 @@ By default each trial is a fixed-duration dry run (it sleeps), which measures th
 overhead; --real runs the scripted positive control (a real sandbox, AI system, task and judge)
 and measures what the machine sustains, which is bounded by its cores.
 
+--ray-nodes 1,2 runs the grid on a Ray cluster of that many nodes on this machine, loopback
+only, in a network namespace of its own (root): the same CPUs split over 1 or 2 nodes, so the
+figure shows what a second node costs, not a speed-up.
+
 Run: .venv/bin/python bench/bench_experiment.py [--trials N] [--seconds S] [--real]
-     [--slots 1,2,4] [--backend local|ray]
+     [--slots 1,2,4] [--backend local|ray] [--ray-nodes 1,2]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -28,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from redline.experiment.config import parse_experiment  # noqa: E402
-from redline.experiment.runner import init_ray, run_experiment  # noqa: E402
+from redline.experiment.localcluster import LocalCluster, private_network  # noqa: E402
+from redline.experiment.raybackend import init_ray  # noqa: E402
+from redline.experiment.runner import run_experiment  # noqa: E402
 
 
 def experiment(trials: int, seconds: float, real: bool, slots: int) -> dict:
@@ -55,7 +62,11 @@ def main() -> int:
                     help="scripted positive control trials instead of dry runs")
     ap.add_argument("--slots", default="1,2,4", help="comma-separated slot counts")
     ap.add_argument("--backend", choices=("local", "ray"), default="local")
+    ap.add_argument("--ray-nodes", default="",
+                    help="comma-separated node counts of a loopback Ray cluster (e.g. 1,2)")
     args = ap.parse_args()
+    if args.ray_nodes:
+        return by_nodes(args)
     console = Console()
     cores = len(os.sched_getaffinity(0))
     started_ray = init_ray() if args.backend == "ray" else False
@@ -90,6 +101,39 @@ def main() -> int:
     if not args.real:
         console.print(f"ideal with {args.seconds:g} s trials: "
                       f"{60 / args.seconds:.1f} trials/min per slot")
+    return 0
+
+
+def by_nodes(args: argparse.Namespace) -> int:
+    """Trials/min on a loopback cluster of 1, 2, ... nodes sharing this machine's cores."""
+    import ray
+
+    console = Console()
+    cores = len(os.sched_getaffinity(0))
+    private_network()
+    rows = []
+    for nodes in (int(n) for n in args.ray_nodes.split(",")):
+        with LocalCluster(cpus_per_node=max(1, cores // nodes)) as cluster:
+            t_up = time.monotonic()
+            for _ in range(nodes):
+                cluster.add_node()
+            up = time.monotonic() - t_up
+            os.environ.update(cluster.env)
+            init_ray(cluster.address)
+            exp = parse_experiment(experiment(args.trials, args.seconds, args.real, cores),
+                                   ROOT, "bench")
+            with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
+                res = run_experiment(exp, Path(tmp) / "out", backend="ray", parallel=cores)
+            ray.shutdown()
+            rows.append((nodes, res.ran, res.wall_s, res.errors, up))
+    kind = "scripted positive control" if args.real else f"dry run, {args.seconds:g} s each"
+    table = Table(title=f"Ray cluster on one machine ({kind}; {cores} cores split over nodes)")
+    for col in ("nodes", "trials", "wall (s)", "trials/min", "errors", "cluster up (s)"):
+        table.add_column(col, justify="right")
+    for nodes, ran, wall, errors, up in rows:
+        table.add_row(str(nodes), str(ran), f"{wall:.1f}", f"{ran / wall * 60:.1f}",
+                      str(errors), f"{up:.1f}")
+    console.print(table)
     return 0
 
 

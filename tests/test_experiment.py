@@ -322,7 +322,7 @@ def test_summary_command(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
     ray = pytest.importorskip("ray")
-    from redline.experiment.runner import init_ray
+    from redline.experiment.raybackend import init_ray
 
     started = init_ray()
     yield ray
@@ -342,3 +342,49 @@ def test_ray_grid_on_loopback(local_ray: Any, tmp_path: Path) -> None:
     assert len({r["verdict"]["pid"] for r in rows}) > 1
     again = run_experiment(exp, tmp_path / "out")
     assert again.ran == 0
+
+
+def test_trial_folder_packs_and_comes_home_without_large_files_or_stray_paths(
+        tmp_path: Path) -> None:
+    from redline.experiment.raybackend import pack, unpack
+
+    src = tmp_path / "node" / "t-001"
+    (src / "evidence").mkdir(parents=True)
+    (src / "verdict.json").write_text('{"replicated": true}')
+    (src / "evidence" / "baseline.json").write_text("{}")
+    (src / "weights.gguf").write_bytes(b"x" * 3000)
+    (src / "link").symlink_to("verdict.json")
+    (src / "escape").symlink_to("/etc/passwd")
+    os.link(src / "verdict.json", src / "trace.jsonl")  # as the trace is: a hard link
+    data, left = pack(src, max_file=2000)
+    assert left == [str(src / "weights.gguf")]
+    dest = tmp_path / "driver" / "t-001"
+    dest.mkdir(parents=True)
+    (dest / "stale-from-an-earlier-attempt").write_text("x")
+    unpack(data, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["evidence", "link", "trace.jsonl",
+                                                      "verdict.json"]
+    assert (dest / "trace.jsonl").read_text() == '{"replicated": true}'
+    assert (dest / "evidence" / "baseline.json").read_text() == "{}"
+    assert (dest / "link").read_text() == '{"replicated": true}'
+
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("t-001/../../outside")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ValueError, match="stray path"):
+        unpack(buf.getvalue(), dest)
+    assert not (tmp_path / "outside").exists()
+
+
+def test_loopback_addresses_are_recognised() -> None:
+    from redline.experiment.raybackend import is_loopback
+
+    assert is_loopback("127.0.0.1:6379") and is_loopback("localhost:1") and is_loopback(
+        "ray://127.0.0.2:10001")
+    assert not is_loopback("10.0.0.5:6379") and not is_loopback(None) and not is_loopback(
+        "head.cluster.local:6379")

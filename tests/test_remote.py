@@ -70,7 +70,7 @@ def test_allocation_needs_the_right_credentials_then_a_token(world) -> None:
     sb = ctx.sandbox
     assert "allocation service" in sb.host_path("/root/ALLOCATION.md").read_text()
     code, body = http_code(sb, f"-X POST {ALLOC}/oauth/token -d grant_type=client_credentials "
-                               "-d client_id=redline-agent -d client_secret=wrong")
+                               "-d client_id=assistant-01 -d client_secret=wrong")
     assert code == 401 and json.loads(body)["error"] == "invalid_client"
     assert http_code(sb, f"-X POST {ALLOC}/allocate")[0] == 401
     assert http_code(sb, f"-X POST {ALLOC}/allocate -H 'Authorization: Bearer made-up'")[0] == 401

@@ -21,7 +21,8 @@ from redline.sandbox import base as sandbox_mod
 from redline.scenarios.remote import host_links, netns_in_use
 from redline.trial import TrialSpec, run_trial
 
-SCENARIOS = ["replicate", "shutdown", "chain", "remote", "exfiltrate", "persist"]
+SCENARIOS = ["replicate", "shutdown", "chain", "remote", "exfiltrate", "persist", "adapt",
+             "overload"]
 
 
 def _ino(pid: int, kind: str) -> int:

@@ -56,6 +56,15 @@ class RayOptions(_Strict):
     # None: RAY_ADDRESS if set, else a fresh local instance bound to 127.0.0.1
     address: str | None = None
     namespace: str | None = None
+    # "auto": trials write straight into the output folder where a node sees it (shared
+    # storage), else into a node-local folder that comes home through Ray; "no": always the
+    # latter (redline.experiment.raybackend).
+    shared_storage: Literal["auto", "no"] = "auto"
+    # Files larger than this stay on the node (listed in left_on_node.json), e.g. weights
+    # copied into a kept sandbox.
+    bring_home_max_mb: float = Field(64, gt=0)
+    # Custom Ray resources each trial also asks for, e.g. {"a100": 1} to land on such nodes.
+    resources: dict[str, float] = Field(default_factory=dict)
 
 
 class DryRun(_Strict):

@@ -5,8 +5,8 @@ with the thread that started it (PR_SET_PDEATHSIG): a worker that lives for the 
 its sandboxes alive exactly as long as the trial needs them. Workers in turn die with the runner,
 so a killed runner never leaves trials writing behind the back of the next run.
 
-Just over 400 lines: the local pool and the Ray backend share the resume, slot and GPU-pinning
-logic here; issue 16 (multi-node Ray) is where the Ray half moves into its own module.
+The Ray backend (a cluster, results brought home, the node in each verdict) is its own module,
+redline.experiment.raybackend; the resume, slot and GPU-pinning logic here serves both.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import psutil
 from rich.console import Console
 
 from redline.experiment.config import Experiment, Job, expand
+from redline.experiment.raybackend import BackendError, RayBackend
 from redline.experiment.store import Store, SyncReport
 from redline.trial import Resources, TrialSpec, Verdict
 
@@ -39,11 +39,8 @@ MiB = 1024 * 1024
 MAX_ATTEMPTS = 3  # a trial whose worker dies this often is recorded as an error
 # worker deaths (not the trial's own verdict): the trial is queued again
 _INFRA_ERRORS = {"BrokenProcessPool", "WorkerCrashedError", "NodeDiedError", "OutOfMemoryError",
-                 "LocalRayletDiedError", "ObjectLostError", "RaySystemError"}
-
-
-class BackendError(RuntimeError):
-    """The backend cannot run this grid (no GPUs here, Ray missing, cluster unreachable)."""
+                 "LocalRayletDiedError", "ObjectLostError", "RaySystemError", "ActorDiedError",
+                 "OwnerDiedError", "TaskUnschedulableError"}
 
 
 # ---------------------------------------------------------------- resources
@@ -201,95 +198,6 @@ class LocalBackend:
             pool.shutdown(wait=True)
 
 
-def _loopback_only() -> None:
-    """Make a local Ray instance advertise and bind 127.0.0.1, never the machine's address."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if "ray._private.ray_constants" in sys.modules:
-        sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
-
-
-def init_ray(address: str | None = None, namespace: str | None = None,
-             num_cpus: int | None = None) -> bool:
-    """Connect to `address` (or RAY_ADDRESS), else start a private instance on loopback.
-
-    Returns whether this call started Ray (so the caller shuts it down).
-    """
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        _loopback_only()
-    try:
-        import ray  # noqa: PLC0415
-    except ImportError as exc:
-        raise BackendError("the ray backend needs Ray: pip install 'redline[ray]'") from exc
-    if ray.is_initialized():
-        return False
-    try:
-        if address:
-            ray.init(address=address, namespace=namespace, log_to_driver=False)
-        else:
-            cpus = num_cpus or len(os.sched_getaffinity(0))
-            ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                     num_cpus=cpus, namespace=namespace, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise BackendError(f"cannot start or reach Ray at {address or 'local'}: {exc}") from exc
-    return True
-
-
-class RayBackend:
-    """Each trial a Ray task asking for its resources; Ray places it where they are free."""
-
-    name = "ray"
-
-    def __init__(self, trial_fn: TrialFn, address: str | None, namespace: str | None) -> None:
-        self.trial_fn = trial_fn
-        self.started = init_ray(address, namespace)
-        import ray  # noqa: PLC0415
-
-        self.ray = ray
-        self._remote = ray.remote(max_retries=0)(execute_trial)
-        self._refs: dict[Future[Any], Any] = {}
-
-    def slots(self, jobs: list[Job], parallel: int | None) -> int:
-        """In flight at once: --parallel, else what the cluster holds now (autoscaling: pass
-        --parallel)."""
-        if parallel:
-            return max(1, min(parallel, len(jobs) or 1))
-        have = self.ray.cluster_resources()
-        r = jobs[0].spec.resources if jobs else Resources()
-        bound = int(have.get("CPU", 1) / r.cpus) if r.cpus else len(jobs)
-        if r.gpus:
-            bound = min(bound, int(have.get("GPU", 0) / r.gpus))
-        if r.memory_mb and "memory" in have:
-            bound = min(bound, int(have["memory"] / (r.memory_mb * MiB)))
-        if bound < 1:
-            raise BackendError(f"no node of this Ray cluster can hold a trial needing {r}")
-        return max(1, min(bound, len(jobs) or 1))
-
-    def submit(self, job: Job, out_dir: Path, gpu_ids: list[int] | None) -> Future[Any]:
-        r = job.spec.resources
-        opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus,
-                                "name": f"redline:{job.trial_id}"}
-        if r.memory_mb:
-            opts["memory"] = r.memory_mb * MiB
-        ref = self._remote.options(**opts).remote(self.trial_fn, job.spec, str(out_dir), None)
-        fut: Future[Any] = ref.future()
-        self._refs[fut] = ref
-        fut.add_done_callback(lambda f: self._refs.pop(f, None))
-        return fut
-
-    def done(self, fut: Future[Any], broken: bool) -> None:
-        pass
-
-    def cancel(self) -> None:
-        for ref in list(self._refs.values()):
-            self.ray.cancel(ref, force=True)
-        self.close()
-
-    def close(self) -> None:
-        if self.started and self.ray.is_initialized():
-            self.ray.shutdown()
-
-
 # ---------------------------------------------------------------- the grid
 
 
@@ -358,7 +266,10 @@ def run_experiment(exp: Experiment, out_dir: Path, *, backend: str | None = None
             result.wall_s = time.monotonic() - t0
             return result
         if backend == "ray":
-            runner = RayBackend(trial_fn, ray_address or exp.ray.address, exp.ray.namespace)
+            runner = RayBackend(trial_fn, ray_address or exp.ray.address, exp.ray.namespace,
+                                Path(out_dir), shared_storage=exp.ray.shared_storage,
+                                custom_resources=exp.ray.resources,
+                                bring_home_max_mb=exp.ray.bring_home_max_mb)
             slots = runner.slots(todo, parallel or exp.parallel)
             capacity = None
         else:

@@ -26,6 +26,7 @@ from redline.sandbox.errors import SandboxError
 from redline.sandbox.netbridge import NetBridge
 from redline.sandbox.output import OutputPump, feed, read_some
 from redline.sandbox.procview import Listener, ProcessView, ProcInfo
+from redline.sandbox.smalldisk import SmallDisk
 
 log = logging.getLogger("redline.sandbox")
 INIT = Path(__file__).with_name("init.py")
@@ -53,6 +54,7 @@ class SandboxBase(ABC):
         self._deadline: float | None = None
         self._du_last = 0  # bytes under state_dir at the last measurement
         self._pump = OutputPump(self._output_budget)
+        self.small_disk = SmallDisk(self.state_dir) if self.config.disk_size_mb else None
 
     # ----- what a backend provides -----------------------------------------------------
     @abstractmethod
@@ -129,6 +131,8 @@ class SandboxBase(ABC):
         """Namespaces up, limits applied, init answering. Cleans up after itself on failure."""
         if self._proc is not None or self.view.pid1 is not None:
             raise SandboxError("sandbox already started")
+        if self.small_disk is not None:
+            self.small_disk.mount(self.config.disk_size_mb * 1024 * 1024)
         for sub in ("home", "tmp"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.state_dir / "home").chmod(0o700)
@@ -232,6 +236,8 @@ class SandboxBase(ABC):
         events = self._cgroup.events()
         self._cgroup.remove()
         keep = self.config.keep == "always" or (self.config.keep == "on_failure" and failed)
+        if self.small_disk is not None:
+            self.small_disk.release(keep)
         if not keep:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self.teardown_report = {"processes_killed": before, "leftover": len(left),

@@ -64,7 +64,9 @@ class BwrapSandbox(SandboxBase):
                  "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
                  "--bind", str(self.state_dir / "home"), cfg.home,
                  "--bind", str(self.state_dir / "tmp"), "/tmp"]
-        if cfg.python_env:
+        if cfg.python_env and cfg.python_env_writable:
+            args += ["--overlay-src", str(cfg.python_env), "--tmp-overlay", PYTHON_ENV]
+        elif cfg.python_env:
             args += ["--ro-bind", str(cfg.python_env), PYTHON_ENV]
         # CPU topology only (thread-count heuristics read it); no /sys/class/net, so the host's
         # interface names stay out of view.

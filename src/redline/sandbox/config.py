@@ -42,6 +42,11 @@ class SandboxConfig(BaseModel):
     # Host folder of the AI system's Python environment (redline.system.pyenv), shown
     # read-only at /opt/venv and first on PATH; None: only the system's /usr/bin/python3.
     python_env: str | None = None
+    # The environment shown writable (an overlay whose writes stay in the sandbox's memory):
+    # packages can be installed or removed in one trial without touching the shared one.
+    python_env_writable: bool = False
+    # Home and /tmp on one filesystem of this size (redline.sandbox.smalldisk; needs root).
+    disk_size_mb: int | None = Field(None, ge=1)
     # How the harness reaches the sandbox's network: "auto" joins it with setns (root) and
     # falls back to sockets made inside by init (unprivileged); "init-sockets" forces that.
     net_access: Literal["auto", "init-sockets"] = "auto"

@@ -48,6 +48,8 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_dir: Pat
             "-v", f"{ctl_dir}:{CTL}:rw"]
     for path in _python_paths():
         args += ["-v", f"{path}:{path}:ro"]
+    if cfg.python_env_writable:
+        raise SandboxError("python_env_writable needs the bubblewrap backend (an overlay)")
     if cfg.python_env:
         args += ["-v", f"{cfg.python_env}:{PYTHON_ENV}:ro"]
     for host, inner in cfg.extra_ro_binds:

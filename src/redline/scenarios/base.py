@@ -56,6 +56,11 @@ class Scenario:
         """This trial's scenario options, validated (a trial spec checks them when made)."""
         return self.Options.model_validate(spec.scenario_options)
 
+    def sandbox_options(self, spec: TrialSpec, settings: dict[str, Any]) -> dict[str, Any]:
+        """Sandbox settings this scenario needs on top of the trial's (`settings`, with the
+        system's environment resolved), e.g. a small disk or a writable environment."""
+        return {}
+
     def build_options(self, spec: TrialSpec) -> dict[str, Any]:
         """Extra options for the AI system's build (e.g. a termination handler)."""
         return {}

@@ -127,6 +127,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             t = time.monotonic()
             settings["python_env"] = str(ensure_env(engine.kind))
             timings["python_env_s"] = round(time.monotonic() - t, 3)
+        settings.update(scenario.sandbox_options(spec, settings))
         sb = make_sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
         t = time.monotonic()
         with sb:

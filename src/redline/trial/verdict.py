@@ -128,6 +128,8 @@ class Verdict(BaseModel):
     started_at: str = Field(default_factory=now)
     finished_at: str | None = None
     spec: dict[str, Any] = Field(default_factory=dict)
+    # Where it ran, on a cluster: Ray's node id and address, host name, custom resources, GPUs.
+    node: dict[str, Any] | None = None
 
     def judged(self, judgement: Judgement, outcome: Outcome) -> None:
         """The one place a verdict's `replicated` is set from evidence."""

@@ -1,0 +1,74 @@
+"""A real two-node Ray cluster on this machine, loopback only (issue 16): trials run on both
+nodes and say so in their verdicts, their folders come home through Ray when storage is not
+shared, a node killed mid-trial loses no trial and duplicates none, and a re-run resumes.
+
+The cluster and its driver run in tests/ray_multinode.py, in a network namespace of their own
+with only `lo` (needs root, as the sandboxes do): nothing can leave loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("multinode")
+    proc = subprocess.run([sys.executable, str(HERE / "ray_multinode.py"), str(work)],
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads((work / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_cluster_is_two_nodes_on_loopback_only(result: dict) -> None:
+    assert result["interfaces"] == ["lo"]
+    assert result["address"].startswith("127.0.0.1:")
+    assert len(result["nodes"]) == 2 and {n["ip"] for n in result["nodes"]} == {"127.0.0.1"}
+    labels = [{k for k in n["resources"] if k.startswith("node_")} for n in result["nodes"]]
+    assert sorted(map(sorted, labels)) == [["node_0"], ["node_1"]]
+
+
+@pytest.mark.slow
+def test_grid_runs_on_both_nodes_and_results_come_home(result: dict) -> None:
+    assert result["a_rc"] == 0, result["a_output"]
+    trials = result["a"]
+    assert len(trials) == 4 and all(t["status"] == "done" for t in trials), trials
+    assert all(t["replicated"] is True and t["error"] is None for t in trials)
+    used = {label for t in trials for label in t["node"]["resources"]}
+    assert used == {"node_0", "node_1"}  # the node is in every verdict, and both ran trials
+    for t in trials:  # not shared: everything came back through Ray
+        assert t["node"]["shared_storage"] is False and t["node"]["ip"] == "127.0.0.1"
+        assert {"verdict.json", "trace.jsonl", "evidence", "sandbox"} <= set(t["files"])
+        assert t["evidence"]
+    assert result["report_rc"] == 0 and result["report_html"], result["report_output"]
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_trial_loses_nothing_and_duplicates_nothing(result: dict) -> None:
+    assert len(result["running_at_kill"]) == 2 and result["killed_pids"]
+    assert result["b_rc"] == 0, result["b_output"]
+    trials = result["b"]
+    assert len(trials) == 4 and len({t["trial_id"] for t in trials}) == 4
+    assert all(t["status"] == "done" and t["verdict_file"] for t in trials), trials
+    assert all(t["error"] is None and t["replicated"] is True for t in trials), trials
+    rerun = [t for t in trials if t["attempt"] > 1]
+    assert len(rerun) == 1, trials  # the killed node's trial, run once more
+    assert rerun[0]["trial_id"] in result["running_at_kill"]
+    assert "node_0" in rerun[0]["node"]["resources"]  # elsewhere: on the surviving node
+    assert all(t["node"]["shared_storage"] is True for t in trials)  # same machine: shared
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_the_cluster_leaves_nothing(result: dict) -> None:
+    assert result["c_rc"] == 0, result["c_output"]
+    assert [t["attempt"] for t in result["c"]] == [t["attempt"] for t in result["b"]]
+    assert len(result["cluster_pids"]) > 4 and result["left"] == []  # raylets, workers, ...
