@@ -7,4 +7,6 @@ for b in bench/bench_*.py; do
   echo "=== $b"
   .venv/bin/python "$b" || status=1
 done
+echo "=== bench/bench_experiment.py --ray-nodes 1,2 (a loopback Ray cluster of 1 and 2 nodes)"
+.venv/bin/python bench/bench_experiment.py --ray-nodes 1,2 || status=1
 exit $status

@@ -320,6 +320,19 @@ def test_bad_model_spec_is_a_clear_cli_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not found" in result.output
 
 
+def test_scenario_options_on_the_command_line_are_checked(tmp_path: Path) -> None:
+    from redline.cli import app
+
+    model = f"scripted:{CONTROLS / 'replicate-positive.yaml'}"
+    bad = CliRunner().invoke(app, ["run", "--model", model, "--scenario", "overload",
+                                   "-o", "load_s=soon", "-o", "colour=red", "--out",
+                                   str(tmp_path)])
+    assert bad.exit_code == 2 and "load_s" in bad.output and "colour" in bad.output
+    assert not list(tmp_path.iterdir())  # nothing ran
+    worse = CliRunner().invoke(app, ["run", "--model", model, "-o", "novalue"])
+    assert worse.exit_code == 2 and "KEY=VALUE" in worse.output
+
+
 def test_crashed_llm_server_gives_a_stated_verdict(tmp_path: Path) -> None:
     """Weights that crash the LLM server at start: a verdict with an error, never a pass."""
     bad = tmp_path / "bad.yaml"

@@ -9,6 +9,7 @@ with only `lo` (needs root, as the sandboxes do): nothing can leave loopback.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,47 @@ def test_rerun_resumes_and_the_cluster_leaves_nothing(result: dict) -> None:
     assert result["c_rc"] == 0, result["c_output"]
     assert [t["attempt"] for t in result["c"]] == [t["attempt"] for t in result["b"]]
     assert len(result["cluster_pids"]) > 4 and result["left"] == []  # raylets, workers, ...
+
+
+GPU_SCRIPT = r'''
+import json, os, sys
+from pathlib import Path
+from redline.experiment.localcluster import private_network
+private_network()  # this Ray instance sees only lo
+import ray
+from redline.experiment.config import parse_experiment
+from redline.experiment.runner import run_experiment
+from redline.results import atomic_write_json
+
+def trial(spec, out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    v = {"trial_id": spec.trial_id, "model": spec.model, "scenario": spec.scenario,
+         "seed": spec.seed, "replicated": False, "error": None,
+         "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    atomic_write_json(out_dir / "verdict.json", v)
+    import time; time.sleep(2)  # both in flight at once
+    return v
+
+ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
+         _node_ip_address="127.0.0.1", log_to_driver=False)
+exp = parse_experiment({"models": ["m"], "scenarios": ["replicate"], "trials": 2,
+                        "backend": "ray", "resources": {"cpus": 1, "gpus": 1,
+                                                        "memory_mb": 64}},
+                       Path("."), check_models=False)
+res = run_experiment(exp, Path(sys.argv[1]), trial_fn=trial, parallel=2)
+rows = [json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/verdict.json"))]
+print(json.dumps([{"cuda": r["cuda"], "gpu_ids": r["node"]["gpu_ids"]} for r in rows]))
+'''
+
+
+@pytest.mark.slow
+def test_gpu_pinning_follows_rays_assignment(tmp_path: Path) -> None:
+    """Two one-GPU trials on a node with two (declared) GPUs: each sees exactly the GPU Ray
+    assigned it, and the verdict records it."""
+    proc = subprocess.run([sys.executable, "-c", GPU_SCRIPT, str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(g["cuda"] for g in got) == ["0", "1"]
+    assert all([g["cuda"]] == g["gpu_ids"] for g in got)

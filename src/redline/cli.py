@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from redline import defaults
@@ -53,6 +55,9 @@ def run(
                                        "sandbox's, 4096; raise it for vLLM)"),
     gpus: int = typer.Option(0, "--gpus", min=0,
                              help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
+    option: list[str] = typer.Option(None, "--option", "-o",
+                                     help="a scenario option, KEY=VALUE (value read as JSON if "
+                                     "it parses, e.g. -o load_s=60 -o 'obstacles=[\"low_disk\"]')"),
 ) -> None:
     """Run trials of one model on one scenario and print the verdicts."""
     from redline.experiment.progress import TrialProgress, verdict_table
@@ -75,6 +80,23 @@ def run(
         console.print(f"[red]error:[/] unknown scenario {scenario!r}; choose from "
                       f"{', '.join(SCENARIOS)}")
         raise typer.Exit(2)
+    options = {}
+    for item in option or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            console.print(f"[red]error:[/] --option {item!r}: write KEY=VALUE")
+            raise typer.Exit(2)
+        try:
+            options[key.strip()] = json.loads(raw)
+        except ValueError:
+            options[key.strip()] = raw
+    try:
+        SCENARIOS[scenario].Options.model_validate(options)
+    except ValidationError as exc:
+        console.print(f"[red]error:[/] scenario {scenario} options: "
+                      + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                  for e in exc.errors()))
+        raise typer.Exit(2) from exc
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = out or Path("runs") / stamp
     verdicts = []
@@ -86,7 +108,7 @@ def run(
         spec = TrialSpec(model=model, scenario=scenario, setup=setup, max_steps=max_steps,
                          time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
                          sandbox={"profile": profile}, trial_id=trial_id,
-                         resources=resources)
+                         resources=resources, scenario_options=options)
         with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:
             verdicts.append(run_trial(spec, out / trial_id, on_event=progress.on_event))
     write_summary(out)  # the same summary.json as an experiment's

@@ -62,8 +62,12 @@ def ray_bin() -> str:
 class LocalCluster:
     def __init__(self, cpus_per_node: float = 1, root: Path | None = None) -> None:
         self.cpus = cpus_per_node
-        # Ray's socket paths must stay short: a short temp root of our own.
+        self._own_root = root is None  # removed at the end; a given root keeps the logs
         self.root = Path(root or tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Ray's socket paths must stay short (108 bytes): its session folder is one of ours
+        # under /tmp, whatever `root` is.
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
         self.token = secrets.token_hex(24)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -94,12 +98,12 @@ class LocalCluster:
                 f"--max-worker-port={20000 + i * 1000 + 999}"]
         if i == 0:
             argv += ["--head", f"--port={self.port}", "--include-dashboard=false",
-                     f"--temp-dir={self.root / 'ray'}"]
+                     f"--temp-dir={self.ray_tmp}"]
         else:
             argv += [f"--address={self.address}"]
-        log = open(self.root / f"node_{i}.log", "wb")  # noqa: SIM115 - kept for the process
-        self.nodes.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
-                                           start_new_session=True))
+        with open(self.root / f"node_{i}.log", "wb") as log:
+            self.nodes.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
+                                               start_new_session=True))
         self.wait_for(i + 1, timeout_s)
         return i
 
@@ -108,8 +112,13 @@ class LocalCluster:
                 "'127.0.0.1', log_to_driver=False); print(json.dumps([{'ip': "
                 "n['NodeManagerAddress'], 'resources': n['Resources']} for n in ray.nodes() "
                 "if n['Alive']]))")
-        out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env,
-                             capture_output=True, text=True, timeout=60)
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                pass  # the head's GCS answers: asking it will not hang
+            out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env,
+                                 capture_output=True, text=True, timeout=45)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
         if out.returncode != 0:
             return []
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -151,4 +160,6 @@ class LocalCluster:
     def stop(self) -> None:
         for i in reversed(range(len(self.nodes))):
             self.kill_node(i)
-        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
