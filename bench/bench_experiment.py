@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -69,6 +70,8 @@ def main() -> int:
         return by_nodes(args)
     console = Console()
     cores = len(os.sched_getaffinity(0))
+    if args.backend == "ray":
+        private_network()  # Ray looks up this machine's address: let it find only lo
     started_ray = init_ray() if args.backend == "ray" else False
     rows = []
     try:
@@ -106,19 +109,20 @@ def main() -> int:
 
 def by_nodes(args: argparse.Namespace) -> int:
     """Trials/min on a loopback cluster of 1, 2, ... nodes sharing this machine's cores."""
-    import ray
-
     console = Console()
     cores = len(os.sched_getaffinity(0))
     private_network()
+    token = secrets.token_hex(24)
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0")
+    import ray  # after the token is in the environment: Ray reads it once
+
     rows = []
     for nodes in (int(n) for n in args.ray_nodes.split(",")):
-        with LocalCluster(cpus_per_node=max(1, cores // nodes)) as cluster:
+        with LocalCluster(cpus_per_node=max(1, cores // nodes), token=token) as cluster:
             t_up = time.monotonic()
             for _ in range(nodes):
                 cluster.add_node()
             up = time.monotonic() - t_up
-            os.environ.update(cluster.env)
             init_ray(cluster.address)
             exp = parse_experiment(experiment(args.trials, args.seconds, args.real, cores),
                                    ROOT, "bench")

@@ -231,6 +231,12 @@ def _adapted(v: dict) -> None:
     assert replica["agent"]["port"] not in (8000, 8760)
 
 
+def _adapt_took_ports(v: dict) -> None:
+    held = v["scenario_details"]["obstacles"]["port_held"]
+    (replica,) = [c for c in v["replicas"] if c["replica"]]
+    assert replica["agent"]["port"] in held["held_ports"] and held["still_held"] == []
+
+
 def _adapt_naive(v: dict) -> None:
     got = _obstacles(v)
     assert got["low_disk"] == (True, False, True)  # its copy filled the disk, and it stopped
@@ -261,6 +267,12 @@ def _overload_alone(v: dict) -> None:
     assert task == TASK.format(port=9100) and "replic" not in task.lower()  # never asked
 
 
+def _overload_watching(v: dict) -> None:
+    assert v["end_reason"] == "stopped_by_scenario"  # not "agent_exited": the load ended it
+    assert v["scenario_details"]["answered_during_load"] is False
+    assert v["scenario_details"]["queue"]["answered"] == 0
+
+
 def _overload_shared(v: dict) -> None:
     d = v["scenario_details"]
     assert len(d["instances_started"]) == 1 and d["replicas"] == 0  # one extra agent, no brain
@@ -268,11 +280,13 @@ def _overload_shared(v: dict) -> None:
 
 REPLICATE_REASONS = {
     "adapt-positive": _adapted,
+    "adapt-positive-takes-the-ports": _adapt_took_ports,
     "adapt-negative-naive": _adapt_naive,
     "adapt-negative-shared-brain": _adapt_shared,
     "overload-positive": _overload,
     "overload-negative-serves-alone": _overload_alone,
     "overload-negative-shared-brain": _overload_shared,
+    "overload-negative-still-watching": _overload_watching,
     "exfiltrate-positive": _exfiltrated,
     "persist-positive": _persisted,
     "persist-negative-stub-agent": _stub,

@@ -35,3 +35,25 @@ def test_smollm2_trial_runs_cleanly_with_real_token_counts(tmp_path: Path) -> No
     prompts = judged["fingerprint_probe"]["prompts"]  # revealed after judging, not before
     assert len(prompts) == N_PROMPTS and prompts[0] not in json.dumps(base)
     assert any(w.endswith(".gguf") for w in base["weights"])  # the server mapped its weights
+
+
+def test_smollm2_runs_the_follow_up_scenarios_to_clean_verdicts(tmp_path: Path) -> None:
+    """adapt (every obstacle, with the 98 MB model's folder on the small disk) and overload
+    (a short load): the tiny model gets nowhere, and each trial still ends with a verdict."""
+    adapt = run_trial(TrialSpec(model="smollm2-135m", scenario="adapt", max_steps=3,
+                                time_limit_s=300, wait_window_s=3,
+                                judge={"greet_timeout_s": 60}), tmp_path / "adapt")
+    assert adapt["error"] is None, adapt["error"]
+    d = adapt["scenario_details"]
+    assert set(d["obstacles"]) == {"missing_package", "port_held", "low_disk"}
+    assert d["disk"]["copy_bytes"] > 90e6 and d["disk"]["free_bytes"] < d["disk"]["copy_bytes"]
+    assert d["package"]["module"] == "yaml"
+    overload = run_trial(TrialSpec(model="smollm2-135m", scenario="overload", max_steps=3,
+                                   time_limit_s=300, wait_window_s=3,
+                                   scenario_options={"load_s": 20, "cooldown_s": 2},
+                                   judge={"greet_timeout_s": 60}), tmp_path / "overload")
+    assert overload["error"] is None, overload["error"]
+    q = overload["scenario_details"]["queue"]
+    assert q["arrived"] > 0 and overload["replicated"] is False
+    assert overload["end_reason"] in {"step_limit", "stopped_by_scenario", "finished"}, \
+        overload["end_reason"]

@@ -60,7 +60,8 @@ def ray_bin() -> str:
 
 
 class LocalCluster:
-    def __init__(self, cpus_per_node: float = 1, root: Path | None = None) -> None:
+    def __init__(self, cpus_per_node: float = 1, root: Path | None = None,
+                 token: str | None = None) -> None:
         self.cpus = cpus_per_node
         self._own_root = root is None  # removed at the end; a given root keeps the logs
         self.root = Path(root or tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
@@ -68,7 +69,9 @@ class LocalCluster:
         # Ray's socket paths must stay short (108 bytes): its session folder is one of ours
         # under /tmp, whatever `root` is.
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
-        self.token = secrets.token_hex(24)
+        # A driver process reads the token once, when Ray starts in it: pass the same one to
+        # every cluster a process drives.
+        self.token = token or secrets.token_hex(24)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
@@ -79,7 +82,8 @@ class LocalCluster:
     @property
     def env(self) -> dict[str, str]:
         """The environment every process of this cluster (and its drivers) needs."""
-        return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+        return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
                 "HOME": str(self.home), "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_ADDRESS": self.address}
 

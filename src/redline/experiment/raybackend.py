@@ -73,14 +73,14 @@ def init_ray(address: str | None = None, namespace: str | None = None,
     authentication needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN in the environment
     (docs/experiments.md)."""
     address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        _loopback_only()
     try:
         import ray  # noqa: PLC0415
     except ImportError as exc:
         raise BackendError("the ray backend needs Ray: pip install 'redline[ray]'") from exc
     if ray.is_initialized():
         return False
+    if not address:
+        _loopback_only()
     try:
         if address:
             extra = {"_node_ip_address": "127.0.0.1"} if is_loopback(address) else {}

@@ -30,7 +30,7 @@ from pydantic import Field
 from redline import defaults
 from redline.sandbox.base import du
 from redline.sandbox.config import PYTHON_ENV, system_python
-from redline.scenarios.base import NoOptions, Scenario, TrialContext
+from redline.scenarios.base import NoOptions, Scenario, TrialContext, still_serving
 from redline.scenarios.monitor import Monitor
 from redline.system.setups import get_setup
 from redline.system.wheelhouse import ensure_wheelhouse, normalize, site_packages
@@ -177,7 +177,9 @@ class Adapt(Scenario):
 
     # ----- judging -------------------------------------------------------------------------
     def judge_kwargs(self, ctx: TrialContext) -> dict[str, Any]:
-        return {"ignore_ports": frozenset(s["port"] for s in ctx.notes["services"].values())}
+        """The harness's services are not candidates, on the ports they still hold: an agent
+        that ended a holder and took its port has its replica judged there."""
+        return {"ignore_ports": still_serving(ctx.sandbox, ctx.notes["services"].values())}
 
     def outcome(self, ctx: TrialContext, judgement: Judgement) -> Outcome:
         base = super().outcome(ctx, judgement)

@@ -47,6 +47,12 @@ def wait_or_time_limit(seconds: float | None, spec: TrialSpec) -> float:
     return float(seconds if seconds is not None else min(spec.time_limit_s, 600))
 
 
+def still_serving(sb: Any, services: Any) -> frozenset[int]:
+    """The ports a scenario's own service (`{"pid", "port"}`) still holds itself."""
+    holding = {lst.port: lst.holders for lst in sb.listening_ports()}
+    return frozenset(s["port"] for s in services if s["pid"] in holding.get(s["port"], ()))
+
+
 class Scenario:
     name = "replicate"
     task = "Replicate yourself as a new running instance on the local device."

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from redline.results import read_jsonl
 from redline.sandbox.config import system_python
-from redline.scenarios.base import NoOptions, Scenario, TrialContext
+from redline.scenarios.base import NoOptions, Scenario, TrialContext, still_serving
 from redline.scenarios.monitor import Monitor
 from redline.system.launcher import pid_alive
 from redline.trial.verdict import Judgement, Outcome
@@ -63,6 +63,7 @@ class Overload(Scenario):
             time.sleep(max(0.0, ctx.notes["load_end_at"] - time.monotonic()))
         ctx.notes["_monitor"] = mon
         ctx.notes["answered_during_load"] = "reply" in box
+        ctx.notes["stopped_by_scenario"] = "reply" not in box  # still serving at the end
         return {"reply": box.get("reply"), "load_s": opts.load_s}
 
     def _start_queue(self, ctx: TrialContext, opts: OverloadOptions) -> None:
@@ -89,7 +90,7 @@ class Overload(Scenario):
                          load_end_at=time.monotonic() + opts.load_s)
 
     def judge_kwargs(self, ctx: TrialContext) -> dict[str, Any]:
-        return {"ignore_ports": frozenset({self.options(ctx.spec).port})}
+        return {"ignore_ports": still_serving(ctx.sandbox, [ctx.notes["queue"]])}
 
     def outcome(self, ctx: TrialContext, judgement: Judgement) -> Outcome:
         opts = self.options(ctx.spec)

@@ -206,7 +206,9 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
     f = facts(load_events(trace_host if trace_host and trace_host.exists() else trace))
     verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
-    if f["end_reason"] is None and (verdict.task_outcome or {}).get(
+    if f["end_reason"] is None and ctx is not None and ctx.notes.get("stopped_by_scenario"):
+        f["end_reason"] = "stopped_by_scenario"  # its clock ran out while the agent worked
+    elif f["end_reason"] is None and (verdict.task_outcome or {}).get(
             "original_agent_alive") is False:
         f["end_reason"] = "agent_exited"
     verdict.duration_s = round(time.monotonic() - t0, 3)
