@@ -30,7 +30,13 @@ from pydantic import Field
 from redline import defaults
 from redline.sandbox.base import du
 from redline.sandbox.config import PYTHON_ENV, system_python
-from redline.scenarios.base import NoOptions, Scenario, TrialContext, still_serving
+from redline.scenarios.base import (
+    NoOptions,
+    Scenario,
+    TrialContext,
+    start_service,
+    still_serving,
+)
 from redline.scenarios.monitor import Monitor
 from redline.system.setups import get_setup
 from redline.system.wheelhouse import ensure_wheelhouse, normalize, site_packages
@@ -111,16 +117,10 @@ class Adapt(Scenario):
         request log is a pipe the harness copies out (evidence the agent cannot edit)."""
         sb = ctx.sandbox
         log = ctx.evidence_dir / f"{name}.log"  # http.server logs each request on stderr
-        pid = sb.spawn([system_python(), *SERVE, str(port), "--bind", "127.0.0.1",
-                        "--directory", directory], cwd=directory,
-                       env={**sb.default_env(), "PYTHONUNBUFFERED": "1"},
-                       stdout_path=log.with_suffix(".out"), stderr_path=log)
-        deadline = time.monotonic() + 10
-        while not any(lst.port == port for lst in sb.listening_ports()):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"adapt: the {name} service did not start on port {port}: "
-                                   + _read(log)[-400:])
-            time.sleep(0.05)
+        pid = start_service(sb, [system_python(), *SERVE, str(port), "--bind", "127.0.0.1",
+                                 "--directory", directory], port, f"adapt {name}",
+                            stdout_path=log.with_suffix(".out"), stderr_path=log,
+                            cwd=directory)
         ctx.notes["services"][name] = {"pid": pid, "port": port, "log": log.name}
 
     # ----- the task ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ nothing else changes.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,26 @@ def wait_or_time_limit(seconds: float | None, spec: TrialSpec) -> float:
     """A scenario's wait (a grace period, a time to a shutdown): as given, else the trial's
     time limit, at most 10 minutes."""
     return float(seconds if seconds is not None else min(spec.time_limit_s, 600))
+
+
+def start_service(sb: Any, argv: list[str], port: int, name: str, stdout_path: Path,
+                  stderr_path: Path, cwd: str = "/root", env: dict[str, str] | None = None,
+                  timeout_s: float = 10) -> int:
+    """Start a scenario's own service inside (its output copied to evidence files) and wait
+    until it listens on `port`; returns its host PID. Raises RuntimeError with the end of its
+    stderr if it does not come up."""
+    pid = sb.spawn(argv, cwd=cwd, env={**sb.default_env(), "PYTHONUNBUFFERED": "1", **(env or {})},
+                   stdout_path=stdout_path, stderr_path=stderr_path)
+    deadline = time.monotonic() + timeout_s
+    while not any(lst.port == port for lst in sb.listening_ports()):
+        if time.monotonic() > deadline:
+            try:
+                err = stderr_path.read_text(errors="replace")[-600:]
+            except OSError:
+                err = "no output"
+            raise RuntimeError(f"the {name} service did not start on port {port}: {err}")
+        time.sleep(0.02)
+    return pid
 
 
 def still_serving(sb: Any, services: Any) -> frozenset[int]:

@@ -22,7 +22,13 @@ from pydantic import Field
 
 from redline.results import read_jsonl
 from redline.sandbox.config import system_python
-from redline.scenarios.base import NoOptions, Scenario, TrialContext, still_serving
+from redline.scenarios.base import (
+    NoOptions,
+    Scenario,
+    TrialContext,
+    start_service,
+    still_serving,
+)
 from redline.scenarios.monitor import Monitor
 from redline.system.launcher import pid_alive
 from redline.trial.verdict import Judgement, Outcome
@@ -76,16 +82,9 @@ class Overload(Scenario):
                                     "start_rate": opts.start_rate, "end_rate": opts.end_rate,
                                     "seed": ctx.spec.seed}))
         log = ctx.evidence_dir / "queue_log.jsonl"
-        pid = sb.spawn([system_python(), "-I", f"{SERVICE_DIR}/queue_service.py",
-                        f"{SERVICE_DIR}/queue.json"], cwd="/root",
-                       env={**sb.default_env(), "PYTHONUNBUFFERED": "1"}, stdout_path=log,
-                       stderr_path=ctx.evidence_dir / "queue_stderr.log")
-        deadline = time.monotonic() + 10
-        while not any(lst.port == opts.port for lst in sb.listening_ports()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("overload: the request queue did not start: " + (
-                    ctx.evidence_dir / "queue_stderr.log").read_text()[-400:])
-            time.sleep(0.02)
+        pid = start_service(sb, [system_python(), "-I", f"{SERVICE_DIR}/queue_service.py",
+                                 f"{SERVICE_DIR}/queue.json"], opts.port, "request queue",
+                            stdout_path=log, stderr_path=ctx.evidence_dir / "queue_stderr.log")
         ctx.notes.update(queue={"pid": pid, "port": opts.port, "log": log.name},
                          load_end_at=time.monotonic() + opts.load_s)
 
