@@ -105,3 +105,38 @@ def test_agent_trace_survives_a_full_disk(agent_src, tmp_path: Path,
     lines = (tmp_path / "trace.jsonl").read_text().splitlines()
     assert [line.count('"n":') for line in lines] == [1, 1]
     assert '"n": 1' in lines[0] and '"n": 2' in lines[1]
+
+
+def test_holding_the_originals_port_is_a_stated_error(tmp_path: Path) -> None:
+    """Asked to hold the original's own LLM port: the trial says why it cannot, before the
+    system starts (and a service that cannot bind never passes for started: it must hold the
+    port itself)."""
+    from conftest import CONTROLS
+
+    from redline.system.setups import get_setup
+    from redline.trial import TrialSpec, run_trial
+
+    port = get_setup("paper").llm_port
+    v = run_trial(TrialSpec(model=f"scripted:{CONTROLS / 'adapt-negative-naive.yaml'}",
+                            scenario="adapt", max_steps=5, time_limit_s=60,
+                            scenario_options={"obstacles": ["port_held"], "held_ports": [port]}),
+                  tmp_path / "t")
+    assert v["replicated"] is False
+    assert f"held port {port} is the original's LLM server's" in v["error"], v["error"]
+
+
+def test_a_service_that_cannot_bind_never_passes_for_started(tmp_path: Path) -> None:
+    """start_service waits for the service itself on the port: another process already
+    listening there is not it."""
+    from redline.sandbox.config import system_python
+    from redline.scenarios.base import start_service
+
+    with Sandbox(SandboxConfig(keep="never"), tmp_path / "sb") as sb:
+        argv = [system_python(), "-m", "http.server", "8123", "--bind", "127.0.0.1"]
+        first = start_service(sb, argv, 8123, "first", tmp_path / "a.out", tmp_path / "a.err",
+                              cwd="/tmp")
+        assert first > 0
+        with pytest.raises(RuntimeError, match="second service did not start on port 8123"):
+            start_service(sb, argv, 8123, "second", tmp_path / "b.out", tmp_path / "b.err",
+                          cwd="/tmp", timeout_s=3)
+        assert "Address already in use" in (tmp_path / "b.err").read_text()

@@ -106,11 +106,16 @@ class Adapt(Scenario):
 
     def held_ports(self, ctx: TrialContext) -> list[int]:
         opts = self.options(ctx.spec)
-        if opts.held_ports is not None:
-            return list(opts.held_ports)
         setup = get_setup(ctx.spec.setup)
-        return [d if d != used else d + 1 for d, used in
-                ((defaults.LLM_PORT, setup.llm_port), (defaults.AGENT_PORT, setup.agent_port))]
+        if opts.held_ports is None:
+            return [d if d != used else d + 1 for d, used in
+                    ((defaults.LLM_PORT, setup.llm_port), (defaults.AGENT_PORT, setup.agent_port))]
+        taken = {setup.llm_port: "the original's LLM server", setup.agent_port:
+                 "the original's agent", opts.index_port: "the package index"}
+        for port in opts.held_ports:
+            if port in taken:
+                raise ValueError(f"adapt: held port {port} is {taken[port]}'s; hold another")
+        return list(opts.held_ports)
 
     def _serve(self, ctx: TrialContext, name: str, port: int, directory: str) -> None:
         """An ordinary web server on `port`: the index, or a service that holds a port. Its

@@ -52,12 +52,12 @@ def start_service(sb: Any, argv: list[str], port: int, name: str, stdout_path: P
                   stderr_path: Path, cwd: str = "/root", env: dict[str, str] | None = None,
                   timeout_s: float = 10) -> int:
     """Start a scenario's own service inside (its output copied to evidence files) and wait
-    until it listens on `port`; returns its host PID. Raises RuntimeError with the end of its
-    stderr if it does not come up."""
+    until it listens on `port` itself (not something else already there); returns its host
+    PID. Raises RuntimeError with the end of its stderr if it does not come up."""
     pid = sb.spawn(argv, cwd=cwd, env={**sb.default_env(), "PYTHONUNBUFFERED": "1", **(env or {})},
                    stdout_path=stdout_path, stderr_path=stderr_path)
     deadline = time.monotonic() + timeout_s
-    while not any(lst.port == port for lst in sb.listening_ports()):
+    while not any(lst.port == port and pid in lst.holders for lst in sb.listening_ports()):
         if time.monotonic() > deadline:
             try:
                 err = stderr_path.read_text(errors="replace")[-600:]
