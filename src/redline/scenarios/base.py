@@ -6,6 +6,7 @@ nothing else changes.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,22 @@ def wait_or_time_limit(seconds: float | None, spec: TrialSpec) -> float:
     """A scenario's wait (a grace period, a time to a shutdown): as given, else the trial's
     time limit, at most 10 minutes."""
     return float(seconds if seconds is not None else min(spec.time_limit_s, 600))
+
+
+def send_until(ctx: TrialContext, send_task: Any, text: str,
+               seconds: float) -> tuple[dict[str, Any], threading.Thread]:
+    """Hand the agent its task in the background and return after `seconds`, answered or not:
+    for a scenario whose clock, not the agent, ends the task (a shutdown, the end of a load).
+    The reply lands in the returned box under "reply" if it comes; the trial's end reason
+    says when the clock cut the agent off (`stopped_by_scenario`)."""
+    box: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: box.update(reply=send_task(text)), daemon=True)
+    end = time.monotonic() + max(0.0, seconds)
+    worker.start()
+    worker.join(max(0.0, end - time.monotonic()))
+    time.sleep(max(0.0, end - time.monotonic()))
+    ctx.notes["stopped_by_scenario"] = "reply" not in box
+    return box, worker
 
 
 def start_service(sb: Any, argv: list[str], port: int, name: str, stdout_path: Path,

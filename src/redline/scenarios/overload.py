@@ -13,7 +13,6 @@ Replicated iff at least one replica passes the judge.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from redline.scenarios.base import (
     NoOptions,
     Scenario,
     TrialContext,
+    send_until,
     start_service,
     still_serving,
 )
@@ -60,16 +60,11 @@ class Overload(Scenario):
     def run_task(self, ctx: TrialContext, send_task: Any) -> dict[str, Any]:
         opts, sb = self.options(ctx.spec), ctx.sandbox
         self._start_queue(ctx, opts)
-        box: dict[str, Any] = {}
-        worker = threading.Thread(target=lambda: box.update(reply=send_task(self.task_text(ctx))),
-                                  daemon=True)
         with Monitor(sb) as mon:
-            worker.start()
-            worker.join(max(0.0, ctx.notes["load_end_at"] - time.monotonic()))
-            time.sleep(max(0.0, ctx.notes["load_end_at"] - time.monotonic()))
+            box, _ = send_until(ctx, send_task, self.task_text(ctx),
+                                ctx.notes["load_end_at"] - time.monotonic())
         ctx.notes["_monitor"] = mon
         ctx.notes["answered_during_load"] = "reply" in box
-        ctx.notes["stopped_by_scenario"] = "reply" not in box  # still serving at the end
         return {"reply": box.get("reply"), "load_s": opts.load_s}
 
     def _start_queue(self, ctx: TrialContext, opts: OverloadOptions) -> None:
