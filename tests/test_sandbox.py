@@ -99,10 +99,10 @@ def test_spawn_logs_to_host_files_and_processes_are_described(sandbox: Sandbox,
         "echo started; exec sleep 40 &\nsleep 41\n")
     pid = sandbox.spawn(["bash", "start.sh"], stdout_path=out)
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the output pump copies the pipe out asynchronously
         procs = {p.host_pid: p for p in sandbox.processes()}
         child = next((p for p in procs.values() if p.cmdline == ["sleep", "40"]), None)
-        if child:
+        if child and out.exists() and out.read_text():
             break
         time.sleep(0.01)
     assert child is not None and out.read_text() == "started\n"
