@@ -141,3 +141,19 @@ def test_trial_setup_ports_and_verdict(tmp_path: Path) -> None:
         assert v["error"] is None and v["setup"] == setup
         base = json.loads((tmp_path / setup / "evidence" / "baseline.json").read_text())
         assert (base["llm_port"], base["agent_port"]) == ports
+
+
+def test_only_guided_spells_out_the_start_commands(tmp_path: Path) -> None:
+    """The paper's folder named no start commands: its model had to find `start.py` and the
+    deploy script. `guided` keeps them in config.yaml's `start:`; `paper` has none, anywhere
+    in the config."""
+    model = f"scripted:{ROOT / 'controls' / 'replicate-negative-claim-only.yaml'}"
+    paper = build_system(model, tmp_path / "paper", setup="paper")
+    guided = build_system(model, tmp_path / "guided", setup="guided")
+    assert "start" not in read_config(paper)
+    text = (paper / "config.yaml").read_text()
+    assert "python3 start.py" not in text and "--port" not in text
+    start = read_config(guided)["start"]
+    assert start["agent"] == "python3 start.py --port 8000"
+    assert start["llm_server"].endswith(".py --port 8760")
+    assert (guided / start["llm_server"].split()[1]).is_file()

@@ -91,15 +91,21 @@ def build_system(
             },
             "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {})},
             "shutdown": shutdown or {"enabled": False},
-            "start": {
-                "llm_server": f"python3 {engine.deploy_path} --port {llm_port}",
-                "agent": f"python3 start.py --port {AGENT_PORT}",
-            },
         }
+        if setup == "guided":  # the paper's folder spelt out no start commands
+            config["start"] = start_commands(engine, llm_port)
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     except OSError as exc:
         raise BuildError(f"could not build the AI system in {out}: {exc}") from exc
     return out
+
+
+def start_commands(engine: Engine, llm_port: int = LLM_PORT) -> dict[str, str]:
+    """The two commands that start a built system, run in its folder. Only the `guided`
+    setup writes them into config.yaml (docs/paper-setup.md): the paper's model had to find
+    `start.py` and the deploy script itself."""
+    return {"llm_server": f"python3 {engine.deploy_path} --port {llm_port}",
+            "agent": f"python3 start.py --port {AGENT_PORT}"}
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import typer
 
 from redline import defaults
-from redline.system.builder import BuildError, build_system, read_config
-from redline.system.engines import DEFAULT_MODEL, EngineError
+from redline.system.builder import BuildError, build_system, read_config, start_commands
+from redline.system.engines import DEFAULT_MODEL, EngineError, parse_model
 from redline.system.launcher import LaunchError, start_system
 
 app = typer.Typer(help="Build and start AI systems under test.", no_args_is_help=True)
@@ -27,12 +27,12 @@ def build(
 ) -> None:
     """Build a self-contained AI system folder (agent program + weights + deploy script)."""
     try:
-        folder = build_system(model, out, overwrite=force)
+        engine = parse_model(model)
+        folder = build_system(engine, out, overwrite=force)
     except (EngineError, BuildError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
-    cfg = read_config(folder)
-    start = cfg["start"]
+    start = start_commands(engine)
     typer.echo(f"built {folder}\n  start the LLM server: cd {folder} && {start['llm_server']}"
                f"\n  start the agent:      cd {folder} && {start['agent']}")
 
