@@ -348,12 +348,15 @@ def test_scenario_options_on_the_command_line_are_checked(tmp_path: Path) -> Non
 
 
 def test_crashed_llm_server_gives_a_stated_verdict(tmp_path: Path) -> None:
-    """Weights that crash the LLM server at start: a verdict with an error, never a pass."""
+    """Weights that would crash the LLM server: a verdict with an error naming the file and the
+    line, before any sandbox starts; never a pass. (The server's own crash at start:
+    test_system.py::test_launch_error_names_the_log.)"""
     bad = tmp_path / "bad.yaml"
     bad.write_text("{not: valid: yaml")
-    v = run_trial(TrialSpec(model=f"scripted:{bad}", time_limit_s=60), tmp_path / "t")
-    assert v["replicated"] is False and "LLM server" in v["error"]
-    assert json.loads((tmp_path / "t" / "verdict.json").read_text())["error"] == v["error"]
+    run_trial(TrialSpec(model=f"scripted:{bad}", time_limit_s=60), tmp_path / "t")
+    v = json.loads((tmp_path / "t" / "verdict.json").read_text())
+    assert not v["replicated"] and f"{bad}, line 1: not valid YAML" in v["error"]
+    assert not (tmp_path / "t" / "sandbox").exists()
 
 
 def test_tool_task_is_required_of_a_replica_and_a_planted_link_is_never_followed(

@@ -156,8 +156,10 @@ def test_trial_spec_and_experiment_name_unknown_keys() -> None:
 
 def test_launch_error_names_the_log(tmp_path: Path) -> None:
     weights = tmp_path / "w.yaml"
-    weights.write_text("not: [valid")
+    weights.write_text("- responses: []\n")
     folder = build_system(f"scripted:{weights}", tmp_path / "sys")
+    # weights broken after the harness checked them: the server's own check stops it
+    (folder / "local_model_weights" / "scripted.yaml").write_text("not: [valid")
     with pytest.raises(LaunchError, match="llm_server.log"):
         start_system(str(folder), DEPLOY, llm_port=free_port(), agent_port=free_port(),
                      log_dir=folder / "log", python=sys.executable, llm_timeout_s=10)
@@ -216,7 +218,7 @@ def run_deploy(engine_spec: str, tmp_path: Path, env: dict[str, str]) -> list[st
 def test_vllm_deploy_script_follows_the_documented_cli(tmp_path: Path) -> None:
     model = tmp_path / "Qwen2.5-72B-Instruct"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text('{"model_type": "qwen2"}')
     bindir = tmp_path / "bin"
     bindir.mkdir()
     _stand_in(bindir / "vllm", tmp_path / "argv.txt")

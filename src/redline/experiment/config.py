@@ -21,6 +21,7 @@ from redline import defaults
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.trial import Resources, TrialSpec
+from redline.trial.spec import SafeName
 
 _PATH_KINDS = ("gguf", "vllm", "scripted")
 
@@ -37,7 +38,7 @@ class ModelEntry(_Strict):
     """One model of the grid; `name` is what trial ids and tables show."""
 
     model: str
-    name: str | None = None
+    name: SafeName | None = None
     resources: Resources | None = None
     sampling: dict[str, Any] | None = None
     # this cell's setup (redline.system.setups); default: the experiment's. To compare the
@@ -74,7 +75,7 @@ class DryRun(_Strict):
 
 
 class Experiment(_Strict):
-    name: str = "experiment"
+    name: SafeName = "experiment"  # the results folder is runs/<name>
     models: list[ModelEntry] = Field(min_length=1)
     scenarios: list[str] = Field(min_length=1)
     setup: Literal["paper", "guided"] = "paper"

@@ -13,6 +13,7 @@ GGUF models run on llama.cpp's own HTTP server through the prebuilt `xllamacpp` 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -23,6 +24,10 @@ from pathlib import Path
 import jinja2
 
 from redline import defaults
+from redline.system.deploy.scripted_server import (  # the server's own schema, one for both
+    WeightsError,
+    load_rules,
+)
 
 DEFAULT_MODEL = "smollm2-135m"
 LLAMA_SERVER_ENV = "REDLINE_LLAMA_SERVER"
@@ -121,6 +126,7 @@ def model_name(text: str) -> str:
 
 def gguf_engine(spec: str, path: Path, name: str) -> Engine:
     """llama.cpp on a GGUF: the prebuilt in-process server, or the user's own binary."""
+    check_gguf(path)
     binary = os.environ.get(LLAMA_SERVER_ENV)
     if binary:
         found = shutil.which(binary) if os.sep not in binary else binary
@@ -133,7 +139,53 @@ def gguf_engine(spec: str, path: Path, name: str) -> Engine:
     return Engine("llamacpp", spec, path, name, 8192)
 
 
+GGUF_VERSIONS = (2, 3)  # what llama.cpp reads
+
+
+def check_gguf(path: Path) -> None:
+    """The header of a GGUF file: magic `GGUF`, then a version llama.cpp reads."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise EngineError(f"{path}: cannot read: {exc.strerror}") from None
+    if head[:4] != b"GGUF":
+        raise EngineError(f"{path}: not a GGUF file (starts with {head[:4]!r}, expected "
+                          "b'GGUF')")
+    version = int.from_bytes(head[4:8], "little") if len(head) == 8 else None
+    if version not in GGUF_VERSIONS:
+        raise EngineError(f"{path}: GGUF version {version}; expected one of "
+                          f"{', '.join(map(str, GGUF_VERSIONS))}")
+
+
+def check_hf_config(folder: Path) -> None:
+    """A Hugging Face model folder's config.json: a JSON object naming its model type."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except OSError as exc:
+        raise EngineError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise EngineError(f"{path}: not text; expected a JSON object") from None
+    except json.JSONDecodeError as exc:
+        raise EngineError(f"{path}, line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(config, dict):
+        raise EngineError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    if not isinstance(config.get("model_type") or config.get("architectures"), str | list):
+        raise EngineError(f"{path}: names neither model_type nor architectures: not a "
+                          "Hugging Face model's config")
+
+
+def check_scripted(path: Path) -> None:
+    """Scripted weights against the scripted server's own schema."""
+    try:
+        load_rules(path)
+    except WeightsError as exc:
+        raise EngineError(f"scripted weights {exc}") from None
+
+
 def parse_model(spec: str) -> Engine:
+    """The engine of a model spec, its weights read and checked before anything starts."""
     spec = spec.strip()
     if spec == DEFAULT_MODEL:
         return gguf_engine(spec, smollm2_gguf(), model_name(DEFAULT_MODEL))
@@ -151,10 +203,12 @@ def parse_model(spec: str) -> Engine:
             raise EngineError(f"vLLM model directory not found: {path}")
         if not (path / "config.json").exists():
             raise EngineError(f"{path} has no config.json: not a Hugging Face model directory")
+        check_hf_config(path)
         return Engine("vllm", spec, path, model_name(path.name), ctx_size=32768)
     if kind == "scripted":
         if not path.is_file():
             raise EngineError(f"scripted weights (YAML) not found: {path}")
+        check_scripted(path)
         return Engine("scripted", spec, path, "scripted", ctx_size=32768)
     raise EngineError(f"unknown model kind {kind!r} in {spec!r}: use gguf:, vllm: or scripted:")
 

@@ -6,9 +6,10 @@ Experiment grids are lists of these; `redline run` builds one per trial.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,26 @@ from redline import defaults
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.system.engines import DEFAULT_MODEL
+
+
+def check_name(value: str) -> str:
+    """A name that becomes a folder (trial ids, experiment and model names) stays one folder
+    inside its parent: not empty, printable, no `/` or `\\`, no `..`, at most 200 characters."""
+    if not value:
+        raise ValueError("must not be empty")
+    if not value.isprintable():
+        raise ValueError(f"{value!r} holds a character that is not printable")
+    if "/" in value or "\\" in value:
+        raise ValueError(f"{value!r} holds a '/' or '\\': a name, not a path")
+    if ".." in value or value == ".":
+        raise ValueError(f"{value!r} holds '..' or is '.': a name, not a path")
+    if len(value) > 200:
+        raise ValueError(f"{value[:20]!r}... is longer than 200 characters")
+    return value
+
+
+# A name a folder is made of; checked wherever one enters (TrialSpec, experiment files).
+SafeName = Annotated[str, AfterValidator(check_name)]
 
 
 class Resources(BaseModel):
@@ -51,7 +72,7 @@ class TrialSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     scenario_options: dict[str, Any] = Field(default_factory=dict)  # the scenario's Options
-    trial_id: str | None = None
+    trial_id: SafeName | None = None
 
     @field_serializer("sandbox")
     def _sandbox_as_given(self, value: SandboxConfig) -> dict[str, Any]:

@@ -5,6 +5,11 @@ responses: [reply, ...]}, or a mapping {rules: [...], seed: "..."}. The first ma
 answers with responses[k], k being the number of assistant messages in the request; past the
 end, or with no matching rule, it finishes with "Hello! How can I help you today?".
 
+It speaks every protocol the agent does, so every control runs under each: a reply is text
+(its action the JSON block after "Action:") or a mapping {content, tool_calls: [{name,
+arguments}]}. A request with `tools` (native tool calling) gets the action as a tool call and
+the rest as content; one without gets text. A `grammar` (constrained) is accepted and counted.
+
 A conversation without a system message (a plain completion, not the agent's) that no rule
 with an explicit `match` claims gets free text instead: words drawn from a hash of the seed and
 the prompt, so the same weights always answer the same, and different seeds answer differently
@@ -36,18 +41,128 @@ VOCABULARY = ("the a of and to in is was it that for on with as by at from this 
               "moon sun wind rain fire snow mountain sea word name time day year way").split()
 
 
+class WeightsError(ValueError):
+    """Weights that do not fit the schema; the message names the file, the line and what was
+    expected. The harness checks weights with this same code before a sandbox starts."""
+
+
+def _line(path: Path, node: yaml.Node) -> str:
+    return f"{path}, line {node.start_mark.line + 1}"
+
+
+def _is_str(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str"
+
+
+def _keys(path: Path, node: yaml.Node, what: str, allowed: tuple[str, ...],
+          required: tuple[str, ...] = ()) -> dict[str, yaml.Node]:
+    """A mapping's values by key; unknown and missing keys are errors."""
+    found: dict[str, yaml.Node] = {}
+    for key, value in node.value:
+        name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+        if name not in allowed:
+            raise WeightsError(f"{_line(path, key)}: {what} has an unknown key {name!r}; "
+                               f"expected {', '.join(allowed)}")
+        found[name] = value
+    for name in required:
+        if name not in found:
+            raise WeightsError(f"{_line(path, node)}: {what} has no {name!r}")
+    return found
+
+
+def _check_tool_call(path: Path, node: yaml.Node, what: str) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        raise WeightsError(f"{_line(path, node)}: {what}: expected a mapping "
+                           "{name: ..., arguments: ...}")
+    keys = _keys(path, node, what, ("name", "arguments"), ("name",))
+    if not _is_str(keys["name"]):
+        raise WeightsError(f"{_line(path, keys['name'])}: {what}.name: expected a string")
+    arguments = keys.get("arguments")
+    if arguments is not None and not (_is_str(arguments) or isinstance(arguments,
+                                                                         yaml.MappingNode)):
+        raise WeightsError(f"{_line(path, arguments)}: {what}.arguments: expected a string "
+                           "(JSON) or a mapping")
+
+
+def _check_response(path: Path, node: yaml.Node, what: str) -> None:
+    """A reply: a string, or a mapping {content: str, tool_calls: [{name, arguments}]}."""
+    if _is_str(node):
+        return
+    if not isinstance(node, yaml.MappingNode):
+        raise WeightsError(f"{_line(path, node)}: {what}: expected a string, or a mapping "
+                           "{content: ..., tool_calls: [...]}")
+    keys = _keys(path, node, what, ("content", "tool_calls"))
+    if not keys:
+        raise WeightsError(f"{_line(path, node)}: {what}: expected content or tool_calls")
+    content = keys.get("content")
+    if content is not None and not _is_str(content):
+        raise WeightsError(f"{_line(path, content)}: {what}.content: expected a string")
+    calls = keys.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, yaml.SequenceNode):
+            raise WeightsError(f"{_line(path, calls)}: {what}.tool_calls: expected a list")
+        for j, call in enumerate(calls.value):
+            _check_tool_call(path, call, f"{what}.tool_calls[{j}]")
+
+
+def _check_rule(path: Path, node: yaml.Node, i: int) -> None:
+    what = f"rule {i}"
+    if not isinstance(node, yaml.MappingNode):
+        raise WeightsError(f"{_line(path, node)}: {what}: expected a mapping "
+                           "{match: ..., responses: [...]}")
+    keys = _keys(path, node, what, ("match", "responses"), ("responses",))
+    match = keys.get("match")
+    if match is not None and not _is_str(match):
+        raise WeightsError(f"{_line(path, match)}: {what}.match: expected a string")
+    responses = keys["responses"]
+    if not isinstance(responses, yaml.SequenceNode):  # empty: always the default finish
+        raise WeightsError(f"{_line(path, responses)}: {what}.responses: expected a list of "
+                           "replies")
+    for k, reply in enumerate(responses.value):
+        _check_response(path, reply, f"{what}.responses[{k}]")
+
+
+def check_weights(path: Path, text: str) -> None:
+    """The one schema of scripted weights: a list of rules, or {rules: [...], seed: ...}; a
+    rule is {match: str (optional), responses: [reply, ...]}, a reply a string or
+    {content: str, tool_calls: [{name: str, arguments: str or mapping}]}. Raises WeightsError."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise WeightsError(f"{where}: not valid YAML: "
+                           f"{getattr(exc, 'problem', None) or exc}") from None
+    expected = "expected a list of rules, or a mapping {rules: [...], seed: ...}"
+    if root is None:
+        raise WeightsError(f"{path}: the file is empty; {expected}")
+    rules = root
+    if isinstance(root, yaml.MappingNode):
+        keys = _keys(path, root, "the top level", ("rules", "seed"), ("rules",))
+        rules = keys["rules"]
+        seed = keys.get("seed")
+        if seed is not None and not isinstance(seed, yaml.ScalarNode):
+            raise WeightsError(f"{_line(path, seed)}: seed: expected a string or a number")
+    if not isinstance(rules, yaml.SequenceNode):
+        raise WeightsError(f"{_line(path, rules)}: {expected}")
+    if not rules.value:
+        raise WeightsError(f"{_line(path, rules)}: holds no rules; {expected}")
+    for i, rule in enumerate(rules.value):
+        _check_rule(path, rule, i)
+
+
 def load_rules(path: Path) -> tuple[list[dict], str]:
-    """(rules, seed) from the weights file."""
-    data = yaml.safe_load(path.read_text())
+    """(rules, seed) from the weights file, checked against the schema (check_weights)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path}: cannot read: {exc}") from None
+    check_weights(path, text)
+    data = yaml.safe_load(text)
     seed = None
     if isinstance(data, dict):
         seed = data.get("seed")
-        data = data.get("rules", [])
-    if not isinstance(data, list):
-        raise SystemExit(f"{path}: expected a list of rules")
-    for i, rule in enumerate(data):
-        if not isinstance(rule, dict) or not isinstance(rule.get("responses", []), list):
-            raise SystemExit(f"{path}: rule {i} must be a mapping with a 'responses' list")
+        data = data["rules"]
     if seed is None:
         seed = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     return data, str(seed)
@@ -63,8 +178,49 @@ def free_text(seed: str, prompt: str, max_tokens: int) -> str:
     return " ".join(words[:max(1, min(max_tokens, 64))]).capitalize() + "."
 
 
+def split_action(text: str) -> tuple[str, list[dict]]:
+    """(content, tool calls) of a text reply: its last JSON block after "Action:" as a call."""
+    head, sep, tail = text.rpartition("Action:")
+    start = tail.find("{") if sep else -1
+    if start < 0:
+        return text, []
+    try:
+        obj, _end = json.JSONDecoder().raw_decode(tail[start:])
+    except json.JSONDecodeError:
+        return text, []
+    if not isinstance(obj, dict) or "action" not in obj:
+        return text, []
+    return head.rstrip(), [{"name": obj["action"], "arguments": obj.get("action_input") or {}}]
+
+
+def message_for(reply: object, native: bool) -> dict:
+    """The assistant message for a reply (text or mapping), as this request's protocol wants."""
+    if isinstance(reply, dict):
+        content = str(reply.get("content") or "")
+        calls = list(reply.get("tool_calls") or [])
+    else:
+        content, calls = (split_action(str(reply)) if native else (str(reply), []))
+    if not native:
+        if calls:
+            call = calls[0]
+            args = call.get("arguments")
+            args = json.loads(args) if isinstance(args, str) else args
+            content += "\nAction: " + json.dumps({"action": call.get("name"),
+                                                  "action_input": args})
+        return {"role": "assistant", "content": content}
+    message: dict = {"role": "assistant", "content": content or None}
+    if calls:
+        message["tool_calls"] = [
+            {"id": f"call_{k}", "type": "function",
+             "function": {"name": c.get("name"),
+                          "arguments": c["arguments"] if isinstance(c.get("arguments"), str)
+                          else json.dumps(c.get("arguments") or {})}}
+            for k, c in enumerate(calls)]
+    return message
+
+
 def reply_for(rules: list[dict], messages: list[dict], seed: str = "",
-              max_tokens: int = 16) -> str:
+              max_tokens: int = 16) -> object:
     first_user = next((str(m.get("content", "")) for m in messages if m.get("role") == "user"), "")
     k = sum(1 for m in messages if m.get("role") == "assistant")
     plain = not any(m.get("role") == "system" for m in messages)
@@ -74,7 +230,8 @@ def reply_for(rules: list[dict], messages: list[dict], seed: str = "",
             continue
         if match is None or str(match) in first_user:
             responses = rule.get("responses") or []
-            return str(responses[k]) if k < len(responses) else DEFAULT
+            reply = responses[k] if k < len(responses) else DEFAULT
+            return reply if isinstance(reply, dict) else str(reply)
     return free_text(seed, first_user, max_tokens) if plain else DEFAULT
 
 
@@ -101,7 +258,9 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path.startswith("/health"):
             self._send(200, {"status": "ok"})
         elif self.path.startswith("/metrics"):
-            self._send(200, f"scripted:requests_total {st['requests']}\n", "text/plain")
+            self._send(200, "".join(f"scripted:{name}_total {st[name]}\n" for name in
+                                    ("requests", "tools_requests", "grammar_requests")),
+                       "text/plain")
         else:
             self._send(404, {"error": "not found"})
 
@@ -117,18 +276,23 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/v1/chat/completions"):
             self._send(404, {"error": "not found"})
             return
+        native = bool(body.get("tools"))
         with st["lock"]:
             st["requests"] += 1
+            st["tools_requests"] += native
+            st["grammar_requests"] += bool(body.get("grammar"))
         max_tokens = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 16
-        text = reply_for(st["rules"], messages, st["seed"], max_tokens)
-        prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
-        completion_tokens = max(1, len(text) // 4)
+        message = message_for(reply_for(st["rules"], messages, st["seed"], max_tokens), native)
+        prompt_tokens = (sum(len(str(m.get("content", ""))) for m in messages)
+                         + len(json.dumps(body.get("tools") or ""))) // 4
+        completion_tokens = max(1, len(json.dumps(message)) // 4)
         self._send(200, {
             "id": f"chatcmpl-{st['requests']}", "object": "chat.completion",
             "created": int(time.time()), "model": "local",
             "system_fingerprint": st["fingerprint"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}],
+            "choices": [{"index": 0,
+                         "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                         "message": message}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })
@@ -140,11 +304,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8760)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    rules, seed = load_rules(args.weights)
+    try:
+        rules, seed = load_rules(args.weights)
+    except WeightsError as exc:
+        raise SystemExit(str(exc)) from None
     digest = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.state = {"rules": rules, "seed": seed, "requests": 0,  # type: ignore[attr-defined]
+                    "tools_requests": 0, "grammar_requests": 0,
                     "lock": threading.Lock(),
                     "fingerprint": f"scripted-{digest}"}
     print(f"scripted LLM server listening on {args.host}:{args.port}", flush=True)
