@@ -207,7 +207,8 @@ def test_swapped_injected_and_other_programs_are_caught(agent_folder: Path,
         got = same_program(original, _program(p, cmd, agent_folder))
         assert not got["passed"] and "environment" in got["problems"][0]
         # another script in the genuine folder
-        (agent_folder / "relay.py").write_text("import time\ntime.sleep(31)\n")
+        # (not only a number changed: that would be the same program, see test_literals)
+        (agent_folder / "relay.py").write_text("import time\ntime.sleep(31)\nprint(1)\n")
         other = [sys.executable, "relay.py"]
         procs.append(p := _start(other, agent_folder))
         got = same_program(original, _program(p, other, agent_folder))
