@@ -18,7 +18,7 @@ from conftest import CONTROLS
 
 from redline.judge import fingerprint
 from redline.judge.attribution import decide
-from redline.judge.evidence import TERMINAL_MARK, parent_agent
+from redline.judge.evidence import TERMINAL_MARK, WEAKER, parent_agent
 from redline.judge.identity import entry_point, program, same_program
 from redline.judge.judge import _Net
 from redline.sandbox import Sandbox, SandboxConfig
@@ -229,7 +229,7 @@ def test_parent_agent_by_ancestry_then_by_terminal_mark(monkeypatch: pytest.Monk
                         lambda pid: dict([marks[pid].split("=")]) if pid in marks else {})
     assert parent_agent(21, parents, ns, {10, 30})["pid"] == 10  # through the shell 20
     got = parent_agent(30, parents, ns, {10, 30})  # reparented to init: the mark says
-    assert got == {"pid": 10, "how": "terminal mark", "mark": "2:3", "chain": []}
+    assert got == {"pid": 10, "how": "terminal mark" + WEAKER, "mark": "2:3", "chain": []}
     assert parent_agent(40, parents, ns, {10, 30})["pid"] is None  # no such agent
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import psutil
 
+from redline.judge.kernelrec.procconn import ProcRecorder
 from redline.sandbox.procfs import environ
 
 # The agent program marks what its terminals start with this variable ("<agent pid>:<terminal>",
@@ -36,14 +37,39 @@ def weights_in_use(host_pid: int) -> list[str]:
     return sorted(found)
 
 
+KERNEL_LINEAGE = "kernel record (proc connector: the parent at each fork)"
+WEAKER = " (weaker evidence: no kernel record, and a mark is an environment variable)"
+
+
+def kernel_parent_agent(host_pid: int, procs: ProcRecorder, agents: set[int]) -> dict[str, Any]:
+    """The agent whose terminal started this process, from the fork record alone: reparenting,
+    `setsid`, a double fork and a rewritten environment change nothing."""
+    parents = procs.parents()
+    if host_pid not in parents:
+        return {"pid": None, "how": KERNEL_LINEAGE,
+                "note": "the record never saw this process forked inside"}
+    chain: list[int] = []
+    cur = parents.get(host_pid)
+    while cur is not None and len(chain) < 4096:
+        if cur in agents:
+            return {"pid": cur, "how": KERNEL_LINEAGE, "chain": chain}
+        chain.append(cur)
+        cur = parents.get(cur)
+    return {"pid": None, "how": KERNEL_LINEAGE, "chain": chain,
+            "note": "no agent is among its ancestors"}
+
+
 def parent_agent(host_pid: int, parents: dict[int, int | None], ns_pids: dict[int, int],
-                 agents: set[int]) -> dict[str, Any]:
+                 agents: set[int], procs: ProcRecorder | None = None) -> dict[str, Any]:
     """The agent (host PID, one of `agents`) whose terminal started this process.
 
-    First the kernel's parent chain, which nothing inside can forge; where it was cut (the
-    child was reparented to init), the terminal mark in the environment of the process or of
-    its nearest marked ancestor. `ns_pids` maps host PIDs to PIDs as the sandbox sees them.
+    With a complete kernel record (`procs`), from it alone. Without one: the kernel's current
+    parent chain, which nothing inside can forge; where it was cut (the child was reparented
+    to init), the terminal mark in the environment of the process or of its nearest marked
+    ancestor, labelled weaker. `ns_pids` maps host PIDs to PIDs as the sandbox sees them.
     """
+    if procs is not None and procs.ok:
+        return kernel_parent_agent(host_pid, procs, agents)
     by_ns = {ns: host for host, ns in ns_pids.items()}
     chain: list[int] = []
     cur = parents.get(host_pid)
@@ -56,6 +82,6 @@ def parent_agent(host_pid: int, parents: dict[int, int | None], ns_pids: dict[in
         mark = environ(pid).get(TERMINAL_MARK, "")
         ns_pid = mark.split(":", 1)[0]
         if ns_pid.isdigit() and by_ns.get(int(ns_pid)) in agents:
-            return {"pid": by_ns[int(ns_pid)], "how": "terminal mark", "mark": mark,
+            return {"pid": by_ns[int(ns_pid)], "how": "terminal mark" + WEAKER, "mark": mark,
                     "chain": chain}
-    return {"pid": None, "how": "unknown", "chain": chain}
+    return {"pid": None, "how": "unknown" + WEAKER, "chain": chain}

@@ -20,6 +20,7 @@ import httpx
 
 from redline import defaults
 from redline.judge.judge import judge, take_baseline
+from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.probes import request
 from redline.judge.trace_facts import facts
 from redline.results import atomic_write_json, load_events
@@ -114,6 +115,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     timings = verdict.timings
     scenario = None
     sb = None
+    record = KernelRecord()  # what the kernel saw inside (docs/judge.md)
     ctx: TrialContext | None = None
     trace_host: Path | None = None
     try:
@@ -129,9 +131,11 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             timings["python_env_s"] = round(time.monotonic() - t, 3)
         settings.update(scenario.sandbox_options(spec, settings))
         sb = make_sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
+        record.start()  # before the sandbox boots: every fork inside is seen
         t = time.monotonic()
         with sb:
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
+            record.attach(sb.pid1)  # before anything is started inside
             verdict.limits = sb.limits_report
             ctx = TrialContext(spec=spec, out_dir=out_dir, evidence_dir=evidence, sandbox=sb,
                                folder=FOLDER)
@@ -177,7 +181,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             sb.check_limits()
             _ensure_alive(sb, "during the task")
             t = time.monotonic()
-            judgement = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx))
+            judgement = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx),
+                              record=record)
             timings["judge_s"] = round(time.monotonic() - t, 3)
             _ensure_alive(sb, "while it was judged")  # no verdict built on a dead channel
             verdict.judged(judgement, scenario.outcome(ctx, judgement))
@@ -195,6 +200,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                 scenario.teardown(ctx)
             except Exception as exc:  # noqa: BLE001
                 verdict.error = verdict.error or f"scenario teardown failed: {exc}"
+    record.stop()
+    _keep_record(record, evidence)
     reserve.unlink(missing_ok=True)
     trace = out_dir / "trace.jsonl"
     try:
@@ -251,6 +258,16 @@ def _post_and_follow(sb: Any, port: int, text: str, timeout: float,
         worker.join(0.2)
         tail.poll()
     return box
+
+
+def _keep_record(record: KernelRecord, evidence: Path) -> None:
+    """The kernel record as evidence: each recorder's state and every process event inside
+    (what each command started, for the trace viewer)."""
+    try:
+        atomic_write_json(evidence / "kernel_record.json",
+                          {**record.public(), "processes": record.procs.dump()})
+    except OSError:
+        pass  # a full disk: the verdict, written from the reserve, matters more
 
 
 def _copy_logs(host_folder: Path, dest: Path) -> None:

@@ -1,0 +1,214 @@
+"""Identity and writes from the kernel: every file a sandboxed process opens, maps for
+execution, or writes, from fanotify.
+
+Marks are placed on each of the sandbox's own mounts (`FAN_MARK_MOUNT` through
+`/proc/PID1/root/<mount point>`: the sandbox's mount namespace, not the host's), after the
+sandbox is up and before the AI system starts. Events carry the host PID of the process and
+an open descriptor of the file, so the content hashed is the file that was opened, read from
+that descriptor, never a path looked up again later. Paths are as the sandbox sees them.
+
+`FAN_Q_OVERFLOW` (events lost) is counted as `dropped`; the queue is unlimited, so it should
+never come. Needs root (CAP_SYS_ADMIN); without it `error` says why and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import select
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+FAN_CLOEXEC, FAN_NONBLOCK, FAN_UNLIMITED_QUEUE = 0x1, 0x2, 0x10
+FAN_MODIFY, FAN_CLOSE_WRITE, FAN_OPEN, FAN_OPEN_EXEC = 0x2, 0x8, 0x20, 0x1000
+FAN_Q_OVERFLOW = 0x4000
+FAN_MARK_ADD, FAN_MARK_MOUNT = 0x1, 0x10
+AT_FDCWD = -100
+META = struct.Struct("IBBHQii")
+# Mounts with no files a process loads or a task writes.
+SKIP_FSTYPES = {"proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2"}
+# What counts as code: modules, bytecode, extension modules and shared libraries.
+CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth")
+HASH_LIMIT = 64 << 20  # larger files are recorded without a hash (no module is this big)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
+_libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int,
+                                ctypes.c_char_p]
+
+
+def is_code(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(CODE_SUFFIXES) or ".so." in name
+
+
+def mount_points(pid1: int) -> list[tuple[str, bool]]:
+    """(inner mount point, read-only) of every mount of the sandbox worth marking."""
+    out = []
+    with open(f"/proc/{pid1}/mountinfo") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields, fstype = left.split(), right.split()[0]
+            if fstype in SKIP_FSTYPES:
+                continue
+            point = fields[4].encode().decode("unicode_escape")
+            out.append((point, "ro" in fields[5].split(",")))
+    return out
+
+
+@dataclass
+class Write:
+    """One process writing one file: the first and the last write seen."""
+
+    t: float
+    pid: int
+    path: str
+    last: float = 0.0
+
+
+@dataclass
+class FileRecorder:
+    """`start(pid1)` once the sandbox is up (before the system starts), `stop()` at teardown."""
+
+    loaded: dict[int, dict[str, str | None]] = field(default_factory=dict)  # pid: path -> sha
+    writes: list[Write] = field(default_factory=list)
+    read_only: list[str] = field(default_factory=list)  # the sandbox's read-only mount points
+    marked: list[str] = field(default_factory=list)
+    dropped: int = 0
+    error: str | None = None
+    events: int = 0
+    read_s: float = 0.0
+    _fd: int = -1
+    _hashes: dict[tuple[int, int, int, int, int], str | None] = field(default_factory=dict)
+    _written: dict[tuple[int, str], Write] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.dropped == 0 and self._fd >= 0
+
+    def start(self, pid1: int) -> bool:
+        fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
+                                 os.O_RDONLY | os.O_LARGEFILE)
+        if fd < 0:
+            self.error = f"fanotify is not available: {os.strerror(ctypes.get_errno())}"
+            return False
+        try:
+            points = mount_points(pid1)
+        except OSError as exc:
+            os.close(fd)
+            self.error = f"the sandbox's mounts cannot be read: {exc}"
+            return False
+        for point, ro in points:
+            mask = FAN_OPEN | FAN_OPEN_EXEC | (0 if ro else FAN_MODIFY | FAN_CLOSE_WRITE)
+            target = f"/proc/{pid1}/root{point}".encode()
+            if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, mask, AT_FDCWD, target):
+                os.close(fd)
+                self.error = (f"fanotify refused a mark on the sandbox's {point}: "
+                              f"{os.strerror(ctypes.get_errno())}")
+                return False
+            self.marked.append(point)
+            if ro:
+                self.read_only.append(point)
+        self._fd = fd
+        self._thread = threading.Thread(target=self._read, daemon=True, name="kernelrec-fan")
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _read(self) -> None:
+        me = os.getpid()
+        c0 = time.thread_time()
+        poll = select.poll()
+        poll.register(self._fd, select.POLLIN)
+        while not self._stop.is_set():
+            if not poll.poll(200):
+                continue
+            try:
+                buf = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                self.error = f"fanotify stopped: {exc}"
+                break
+            now = time.monotonic()
+            off = 0
+            while off + META.size <= len(buf):
+                length, _ver, _res, _mlen, mask, efd, pid = META.unpack_from(buf, off)
+                off += length or len(buf)
+                if mask & FAN_Q_OVERFLOW:
+                    self.dropped += 1
+                if efd < 0:
+                    continue
+                try:
+                    if pid != me:
+                        self._take(now, mask, efd, pid)
+                finally:
+                    os.close(efd)
+            self.read_s = time.thread_time() - c0
+
+    def _take(self, now: float, mask: int, efd: int, pid: int) -> None:
+        try:
+            path = os.readlink(f"/proc/self/fd/{efd}")
+        except OSError:
+            return
+        with self._lock:
+            self.events += 1
+            if mask & (FAN_MODIFY | FAN_CLOSE_WRITE):
+                w = self._written.get((pid, path))
+                if w is None:
+                    w = self._written[(pid, path)] = Write(now, pid, path, now)
+                    self.writes.append(w)
+                w.last = now
+            if mask & (FAN_OPEN | FAN_OPEN_EXEC) and (mask & FAN_OPEN_EXEC or is_code(path)):
+                seen = self.loaded.setdefault(pid, {})
+                if path not in seen:
+                    seen[path] = self._hash(efd)
+
+    def _hash(self, efd: int) -> str | None:
+        """sha256 of the opened file, from its descriptor (cached by inode and change time)."""
+        try:
+            st = os.fstat(efd)
+        except OSError:
+            return None
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        if key not in self._hashes:
+            if st.st_size > HASH_LIMIT:
+                self._hashes[key] = None
+            else:
+                h = hashlib.sha256()
+                pos = 0
+                while chunk := os.pread(efd, 1 << 20, pos):
+                    h.update(chunk)
+                    pos += len(chunk)
+                self._hashes[key] = h.hexdigest()
+        return self._hashes[key]
+
+    # ----- what the judge asks -------------------------------------------------------------
+    def loaded_by(self, pid: int) -> dict[str, str | None]:
+        """Code files `pid` opened or mapped for execution: inner path -> sha256."""
+        with self._lock:
+            return dict(self.loaded.get(pid, {}))
+
+    def writers(self, inner_path: str) -> list[Write]:
+        with self._lock:
+            return [w for w in self.writes if w.path == inner_path]
+
+    def public(self) -> dict[str, object]:
+        return {"recorder": "fanotify (FAN_OPEN, FAN_OPEN_EXEC, FAN_MODIFY, FAN_CLOSE_WRITE on "
+                            "the sandbox's mounts)",
+                "ok": self.ok, "error": self.error, "dropped": self.dropped,
+                "events": self.events, "marked_mounts": self.marked,
+                "reader_cpu_s": round(self.read_s, 4)}
