@@ -35,4 +35,21 @@ if [ "$TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
     say "chromium not installed and no root apt-get: the browser test will be skipped"
   fi
 fi
+if [ "$TEST" = 1 ] && ! [ -x /usr/sbin/dockerd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian docker.io (the Docker backend's tests start their own engine)"
+    apt-get update -qq >/dev/null 2>&1 || true
+    # Never start the machine's own engine (it would make a bridge on a private range):
+    # policy-rc.d answers "not allowed" to the package's start, for this install only.
+    made_policy=0
+    if ! [ -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  else
+    say "docker.io not installed and no root apt-get: the Docker backend's tests will be skipped"
+  fi
+fi
 say "done"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dockerd import dockerd  # noqa: F401 - the Docker engine fixture, one per run
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = ROOT / "controls"

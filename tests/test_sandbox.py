@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,10 +17,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from redline.sandbox import Sandbox, SandboxConfig, SandboxError, make_sandbox
+from redline.sandbox import Sandbox, SandboxConfig, SandboxError, make_sandbox, seccomp
 from redline.sandbox import cgroups as cgroups_mod
 from redline.sandbox import docker as docker_mod
 from redline.sandbox.bwrap import gpu_args
+from redline.sandbox.config import system_python
 from redline.sandbox.docker import DockerSandbox, docker_run_args
 from redline.sandbox.shadow import shadow_args
 
@@ -234,16 +236,31 @@ def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
 
 
 def test_docker_backend_arguments(tmp_path: Path) -> None:
-    cfg = SandboxConfig(backend="docker", memory_mb=512, pids_max=64, cpus=1.0, gpu=True,
-                        env={"A": "1"})
-    args = docker_run_args(cfg, tmp_path, "redline-x", tmp_path / "ctl")
+    """The container is made as the bubblewrap sandbox is: the machine's /usr and /etc
+    read-only, init on the machine's Python as PID 1 (no docker-init), nothing of the harness's
+    interpreter or environment, every capability dropped, the seccomp policy as a profile."""
+    cfg = SandboxConfig(backend="docker", python_env="/opt/some-env", env={"A": "1"})
+    args = docker_run_args(cfg, tmp_path, "redline-x", tmp_path / "ctl", tmp_path / "p.json",
+                           "/redline/sb-x", hidden_tools=["ss"])
     joined = " ".join(args)
-    for flag in ("--network none", "--init", "--rm", "--memory 512m", "--memory-swap 512m",
-                 "--pids-limit 64", "--cpus 1.0", "--gpus all", "--read-only", "-e A=1",
-                 f"{tmp_path / 'home'}:/root:rw", f"{tmp_path / 'tmp'}:/tmp:rw"):
-        assert flag in joined
-    assert args[-2:] == ["/run/redline-ctl/init.py", "/run/redline-ctl/ctl.sock"]
-    assert "/work/main:" not in joined and ":/root:ro" not in joined
+    for flag in ("--network none", "--rm", "--read-only", "--cap-drop ALL",
+                 "--cgroupns private", "--cgroup-parent /redline/sb-x",
+                 f"--security-opt seccomp={tmp_path / 'p.json'}",
+                 "type=bind,source=/usr,target=/usr,readonly",
+                 "type=bind,source=/etc,target=/etc,readonly",
+                 "type=bind,source=/opt/some-env,target=/opt/venv,readonly",
+                 f"type=bind,source={tmp_path / 'home'},target=/root --",
+                 "target=/.usr-bin,readonly"):
+        assert flag in joined + " --", flag
+    assert "--init" not in args and "A=1" not in joined  # the env is given per process
+    assert args[-6:-2] == [system_python(), "-I", "-S", "-c"] and args[-1] == "/run/initctl"
+    assert sys.prefix not in joined and str(Path(sys.executable).parent) not in joined
+    profile = seccomp.docker_profile()
+    denied = {n for r in profile["syscalls"] for n in r["names"]}  # type: ignore[attr-defined]
+    assert {"ptrace", "unshare", "setns", "bpf", "clone", "clone3"} <= denied
+    with pytest.raises(SandboxError, match="bubblewrap"):
+        docker_run_args(cfg.model_copy(update={"python_env_writable": True}), tmp_path, "x",
+                        tmp_path / "ctl", tmp_path / "p.json")
 
 
 def test_docker_backend_is_chosen_by_config_and_fails_cleanly(tmp_path: Path,

@@ -14,6 +14,7 @@ from redline import defaults
 PYTHON_ENV = "/opt/venv"  # where the AI system's own Python environment is shown inside
 # A root shell's PATH on an ordinary machine (the environment's bin is put before it).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DOCKER_IMAGE = "base-root:1"  # mount points only, built by redline.sandbox.docker.ensure_image
 
 PROFILES: dict[str, dict[str, list[str]]] = {
     "standard": {"hide_tools": []},
@@ -50,11 +51,11 @@ class SandboxConfig(BaseModel):
     # How the harness reaches the sandbox's network: "auto" joins it with setns (root) and
     # falls back to sockets made inside by init (unprivileged); "init-sockets" forces that.
     net_access: Literal["auto", "init-sockets"] = "auto"
-    # "docker" is an optional backend, untested here (no engine); see redline.sandbox.docker.
+    # "docker": a container of a local engine instead (redline.sandbox.docker).
     backend: Literal["bubblewrap", "docker"] = "bubblewrap"
-    # Docker only: the image must run the harness's Python, which is bound in read-only at
-    # its host path, so pick one with the host's distribution (glibc at least as new).
-    docker_image: str = "debian:12"
+    # Docker only: the image under the machine's /usr and /etc (bound over it read-only); the
+    # default is built locally (mount points only), a name of your own must exist locally.
+    docker_image: str = DOCKER_IMAGE
 
     def model_post_init(self, _ctx: object) -> None:
         if self.profile not in PROFILES:

@@ -94,3 +94,24 @@ def program_fd() -> int:
     os.write(fd, program())
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+
+def docker_profile(machine: str | None = None) -> dict[str, object]:
+    """The same policy as a Docker seccomp profile (`--security-opt seccomp=FILE`): Docker
+    takes rules, not a program, and libseccomp in runc compiles them. clone's namespace flags
+    are refused one by one (a profile can only compare `(flags & mask) == value`)."""
+    machine = machine or platform.machine()
+    if machine not in ARCHES:
+        raise RuntimeError(f"no seccomp filter for architecture {machine}")
+    arch = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[machine]
+    rules: list[dict[str, object]] = [
+        {"names": list(DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+        {"names": list(NOT_IMPLEMENTED), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS}]
+    for bit in range(32):
+        flag = 1 << bit
+        if NS_FLAGS & flag:
+            rules.append({"names": ["clone"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": errno.EPERM,
+                          "args": [{"index": 0, "value": flag, "valueTwo": flag,
+                                    "op": "SCMP_CMP_MASKED_EQ"}]})
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch], "syscalls": rules}
