@@ -30,7 +30,8 @@ def test_parses_all_parts_and_fenced_json(agent_src) -> None:
 def test_paper_action_names_are_aliases(agent_src, name: str, canonical: str) -> None:
     from src.parsing import parse_reply
 
-    parsed = parse_reply(f'Action: {{"action": "{name}", "action_input": {{}}}}')
+    args = '{"command": "ls"}' if name == "EXECUTE_CMD" else "{}"
+    parsed = parse_reply(f'Action: {{"action": "{name}", "action_input": {args}}}')
     assert parsed["action"] == canonical
 
 
@@ -40,6 +41,10 @@ def test_paper_action_names_are_aliases(agent_src, name: str, canonical: str) ->
     ('Action: {"action": "fly", "action_input": {}}', "Unknown action"),
     ('Action: {"action": "finish", "action_input": "done"}', "must be a JSON object"),
     ('Action: {"action": "finish", "action_input": {', "No Action JSON"),
+    ('Action: {"action": "execute_command_in_terminal", "action_input": {"terminal_id": "1"}}',
+     "needs the argument 'command'"),
+    ('Action: {"action": "execute_command_in_terminal", "action_input": {"terminal_id": "9", '
+     '"command": "ls"}}', "terminal_id must be one of"),
 ])
 def test_malformed_replies_raise_format_error(agent_src, reply: str, needle: str) -> None:
     from src.parsing import FormatError, parse_reply

@@ -13,7 +13,14 @@ from typing import Any
 import yaml
 
 from redline import defaults
-from redline.system.engines import Engine, parse_model
+from redline.system.engines import (
+    CHAT_TEMPLATE,
+    DEPLOY_DIR,
+    FALLBACK_TEMPLATE,
+    Engine,
+    EngineError,
+    parse_model,
+)
 
 TEMPLATE = Path(__file__).parent / "template"
 SCRIPTED_SERVER = Path(__file__).parent / "deploy" / "scripted_server.py"
@@ -46,12 +53,18 @@ def build_system(
     shutdown: dict[str, Any] | None = None,
     llm_port: int = LLM_PORT,
     setup: str = "paper",
+    protocol: str = "text",
     overwrite: bool = False,
 ) -> Path:
-    """Build the folder; `setup` picks the texts the model reads (`prompts/<setup>/`)."""
+    """Build the folder; `setup` picks the texts the model reads (`prompts/<setup>/`),
+    `protocol` how the agent and its LLM exchange actions (docs/protocols.md)."""
     if setup not in SETUPS:
         raise BuildError(f"unknown setup {setup!r}: choose from {', '.join(SETUPS)}")
     engine = parse_model(model) if isinstance(model, str) else model
+    try:
+        plan = engine.protocol_plan(protocol)
+    except EngineError as exc:
+        raise BuildError(str(exc)) from None
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -71,8 +84,10 @@ def build_system(
             shutil.copyfile(engine.weights_source, target)
         deploy = out / engine.deploy_path
         deploy.parent.mkdir(exist_ok=True)
-        deploy.write_text(engine.deploy_script(llm_port))
+        deploy.write_text(engine.deploy_script(llm_port, plan))
         deploy.chmod(0o755)
+        if plan.chat_template:
+            shutil.copyfile(FALLBACK_TEMPLATE, out / DEPLOY_DIR / CHAT_TEMPLATE)
         if engine.kind == "scripted":  # its server program travels with the folder
             shutil.copyfile(SCRIPTED_SERVER, out / "src" / SCRIPTED_SERVER.name)
         (out / "log").mkdir(exist_ok=True)
@@ -88,8 +103,10 @@ def build_system(
                 "request_timeout_s": 900,
                 "startup_wait_s": 10,
                 "sampling": sampling if sampling is not None else {"temperature": 0.7, "seed": 0},
+                "tool_call_format": plan.tool_call_format,
             },
-            "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {})},
+            "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {}),
+                      "protocol": protocol},
             "shutdown": shutdown or {"enabled": False},
         }
         if setup == "guided":  # the paper's folder spelt out no start commands

@@ -24,12 +24,15 @@ from pathlib import Path
 import jinja2
 
 from redline import defaults
+from redline.sandbox.hostroot import staged
+from redline.system import gguf
 from redline.system.deploy.scripted_server import (  # the server's own schema, one for both
     WeightsError,
     load_rules,
 )
 
 DEFAULT_MODEL = "smollm2-135m"
+SYSTEM_DIRS = ("/usr/", "/bin", "/sbin", "/lib")  # in every sandbox already
 LLAMA_SERVER_ENV = "REDLINE_LLAMA_SERVER"
 DEPLOY_DIR = "deploy_api_server_scripts"
 _DEPLOY = jinja2.Environment(
@@ -48,8 +51,33 @@ DESCRIPTIONS = {
 }
 
 
+PROTOCOLS = ("text", "native", "constrained")  # docs/protocols.md says what each sends
+CHAT_TEMPLATE = "chat_template_tools.jinja"  # beside the deploy script, where one is needed
+FALLBACK_TEMPLATE = Path(__file__).parent / "deploy" / "chatml_tools.jinja"
+# vLLM's tool-call parser per model family (config.json's model_type); users may name any
+# parser vLLM knows with the engine option tool_call_parser.
+VLLM_PARSERS = {"qwen2": "hermes", "qwen2_moe": "hermes", "qwen3": "hermes",
+                "llama": "llama3_json", "mistral": "mistral", "mixtral": "mistral"}
+VLLM_KNOWN_PARSERS = frozenset({
+    "hermes", "llama3_json", "llama4_json", "llama4_pythonic", "mistral", "pythonic",
+    "granite", "granite-20b-fc", "internlm", "jamba", "xlam", "phi4_mini_json", "deepseek_v3",
+    "deepseek_v31", "kimi_k2", "hunyuan_a13b", "glm45", "qwen3_coder", "qwen3_xml", "openai",
+    "minimax", "step3", "seed_oss", "longcat"})
+
+
 class EngineError(ValueError):
-    """A model spec that cannot be served: unknown kind, missing weights or binary."""
+    """A model spec that cannot be served: unknown kind, missing weights or binary, or a
+    protocol the engine cannot do for this model."""
+
+
+@dataclass(frozen=True)
+class ProtocolPlan:
+    """What serving a model under a protocol needs, decided before anything starts."""
+
+    protocol: str
+    tool_call_format: str | None = None  # native: how calls are written and parsed
+    chat_template: bool = False  # native on llama.cpp: serve redline's ChatML tool template
+    server_args: tuple[str, ...] = ()  # extra server flags (vLLM's tool parser)
 
 
 @dataclass
@@ -75,7 +103,14 @@ class Engine:
         if self.kind == "vllm":
             return "vllm"  # from the system's own environment's PATH, at deploy time
         if self.kind == "llama_server":
-            return str(self.options["binary"])
+            real = os.path.realpath(str(self.options["binary"]))
+            folder = os.path.dirname(real)
+            if folder.startswith(SYSTEM_DIRS):
+                return real
+            # As root, a copy under the neutral folder, shown inside at that same path: the
+            # deploy script and the sandbox's mounts name it, and it names nothing
+            # (redline.sandbox.hostroot); the same path runs the server on the host too.
+            return str(staged(folder) / os.path.basename(real))
         return None
 
     def host_binds(self) -> list[tuple[str, str]]:
@@ -84,12 +119,55 @@ class Engine:
         binary = self.server_binary()
         if self.kind != "llama_server" or not binary:
             return []
-        folder = os.path.dirname(os.path.realpath(binary))
-        if folder.startswith(("/usr/", "/bin", "/sbin", "/lib")):
+        folder = os.path.dirname(binary)
+        if folder.startswith(SYSTEM_DIRS):
             return []
         return [(folder, folder)]
 
-    def deploy_script(self, default_port: int = defaults.LLM_PORT) -> str:
+    def protocol_plan(self, protocol: str) -> ProtocolPlan:
+        """How this engine serves `protocol`; EngineError where it cannot, naming why."""
+        if protocol not in PROTOCOLS:
+            raise EngineError(f"unknown protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+        if protocol != "native":
+            return ProtocolPlan(protocol)
+        if self.kind == "scripted":
+            return ProtocolPlan(protocol, "scripted")
+        if self.kind == "vllm":
+            parser = str(self.options.get("tool_call_parser") or self._vllm_family_parser())
+            if parser not in VLLM_KNOWN_PARSERS:
+                raise EngineError(f"unknown vLLM tool-call parser {parser!r}: choose from "
+                                  f"{', '.join(sorted(VLLM_KNOWN_PARSERS))}")
+            return ProtocolPlan(protocol, f"vllm:{parser}", server_args=(
+                "--enable-auto-tool-choice", "--tool-call-parser", parser))
+        template = self._gguf_template()
+        if template and "tools" in template:
+            return ProtocolPlan(protocol, "model-template")
+        if template and "<|im_start|>" in template:
+            return ProtocolPlan(protocol, "chatml-hermes", chat_template=True)
+        raise EngineError(
+            f"{self.weights_source.name}: its chat template has no tool support and is not "
+            "ChatML, so llama.cpp cannot do native tool calls with it; use --protocol text or "
+            "constrained")
+
+    def _gguf_template(self) -> str | None:
+        try:
+            return gguf.chat_template(self.weights_source)
+        except gguf.GGUFError as exc:
+            raise EngineError(str(exc)) from None
+
+    def _vllm_family_parser(self) -> str:
+        try:
+            config = json.loads((self.weights_source / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"{self.weights_source}/config.json cannot be read: {exc}") from None
+        family = str(config.get("model_type", "")) if isinstance(config, dict) else ""
+        if family not in VLLM_PARSERS:
+            raise EngineError(f"no vLLM tool-call parser known for model family {family!r}: "
+                              "name one with the engine option tool_call_parser")
+        return VLLM_PARSERS[family]
+
+    def deploy_script(self, default_port: int = defaults.LLM_PORT,
+                      plan: ProtocolPlan | None = None) -> str:
         extra = self.options.get("extra_args") or ""
         threads = int(self.options.get("threads") or min(4, os.cpu_count() or 1))
         params: dict[str, object] = dict(
@@ -100,7 +178,10 @@ class Engine:
             gpu_layers=int(self.options.get("gpu_layers", -1)),
             tensor_parallel=int(self.options.get("tensor_parallel", 1)),
             gpu_memory_utilization=float(self.options.get("gpu_memory_utilization", 0.85)),
+            chat_template=f"{DEPLOY_DIR}/{CHAT_TEMPLATE}" if plan and plan.chat_template else None,
         )
+        if plan and plan.server_args:
+            params["extra"] = [*params["extra"], *plan.server_args]  # type: ignore[misc]
         return _DEPLOY.get_template(f"{self.kind}.py.j2").render(**params).lstrip()
 
 
@@ -139,23 +220,12 @@ def gguf_engine(spec: str, path: Path, name: str) -> Engine:
     return Engine("llamacpp", spec, path, name, 8192)
 
 
-GGUF_VERSIONS = (2, 3)  # what llama.cpp reads
-
-
 def check_gguf(path: Path) -> None:
-    """The header of a GGUF file: magic `GGUF`, then a version llama.cpp reads."""
+    """The header of a GGUF file: magic `GGUF`, a version llama.cpp reads, whole metadata."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise EngineError(f"{path}: cannot read: {exc.strerror}") from None
-    if head[:4] != b"GGUF":
-        raise EngineError(f"{path}: not a GGUF file (starts with {head[:4]!r}, expected "
-                          "b'GGUF')")
-    version = int.from_bytes(head[4:8], "little") if len(head) == 8 else None
-    if version not in GGUF_VERSIONS:
-        raise EngineError(f"{path}: GGUF version {version}; expected one of "
-                          f"{', '.join(map(str, GGUF_VERSIONS))}")
+        gguf.metadata(path)
+    except gguf.GGUFError as exc:
+        raise EngineError(str(exc)) from None
 
 
 def check_hf_config(folder: Path) -> None:
@@ -213,4 +283,5 @@ def parse_model(spec: str) -> Engine:
     raise EngineError(f"unknown model kind {kind!r} in {spec!r}: use gguf:, vllm: or scripted:")
 
 
-__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "Engine", "EngineError", "parse_model"]
+__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "PROTOCOLS", "Engine", "EngineError", "ProtocolPlan",
+           "parse_model"]

@@ -61,6 +61,8 @@ class TrialSpec(BaseModel):
     model: str = DEFAULT_MODEL
     scenario: str = "replicate"
     setup: Literal["paper", "guided"] = "paper"  # redline.system.setups
+    # how the agent and its LLM exchange actions (docs/protocols.md); text is the paper's
+    protocol: Literal["text", "native", "constrained"] = "text"
     max_steps: int = Field(defaults.MAX_STEPS, ge=1)
     time_limit_s: float = Field(defaults.TIME_LIMIT_S, gt=0)
     seed: int = 0

@@ -22,6 +22,21 @@ class Completion:
     text: str
     usage: dict[str, Any] = field(default_factory=dict)
     latency_s: float = 0.0
+    # Native tool calls as the server sent them ({id, type, function: {name, arguments}}),
+    # each given an id if it had none, so every call can be answered by its own tool message.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = []
+    for k, call in enumerate(message.get("tool_calls") or []):
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        calls.append({"id": str(call.get("id") or f"call_{k}"), "type": "function",
+                      "function": {"name": function.get("name"),
+                                   "arguments": function.get("arguments")}})
+    return calls
 
 
 class LLMClient:
@@ -33,7 +48,7 @@ class LLMClient:
         # One persistent connection to the LLM server, reused for every call.
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=10.0))
 
-    def chat(self, messages: list[dict[str, str]], **overrides: Any) -> Completion:
+    def chat(self, messages: list[dict[str, Any]], **overrides: Any) -> Completion:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "cache_prompt": True}
         body.update(self.sampling)
         body.update(overrides)
@@ -50,8 +65,10 @@ class LLMClient:
             raise LLMError(f"LLM server returned HTTP {resp.status_code}: {text}")
         try:
             data = resp.json()
-            content = data["choices"][0]["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            message = data["choices"][0]["message"]
+            content = message.get("content") or ""
+            calls = _tool_calls(message)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMError(f"malformed LLM response: {resp.text[:300]!r}") from exc
         usage = dict(data.get("usage") or {})
         timings = data.get("timings") or {}
@@ -70,4 +87,5 @@ class LLMClient:
                 "processed_prompt_tokens": processed,
             },
             latency_s=latency,
+            tool_calls=calls,
         )

@@ -1,4 +1,8 @@
-"""Parse the five-part thinking-model reply: Explain, Gaps, Findings, Plan, Action (JSON)."""
+"""Parse the five-part thinking-model reply: Explain, Gaps, Findings, Plan, Action (JSON).
+
+The thinking sections are read the same way under every protocol; where the action comes from
+(a JSON block in the text, or a native tool call) is the protocol's business (protocols.py).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,10 @@ import json
 import re
 from typing import Any
 
+from .tools import Tool, ToolError, check_call, registry
+
 SECTIONS = ("explain", "gaps", "findings", "plan", "action")
-ACTIONS = {
-    "execute_command_in_terminal": "execute_command_in_terminal",
-    "execute_cmd": "execute_command_in_terminal",
-    "receive_data_of_long_term_command_from_terminal":
-        "receive_data_of_long_term_command_from_terminal",
-    "receive_msg": "receive_data_of_long_term_command_from_terminal",
-    "finish": "finish",
-}
+THINKING = SECTIONS[:4]
 _HEADER = re.compile(
     r"^[\s>#*_-]*(explain|gaps|findings|plan|action)[*_\s]*:?[*_]*\s*:?", re.I | re.M
 )
@@ -48,14 +47,27 @@ def _json_objects(text: str) -> list[str]:
     return spans
 
 
-def parse_reply(text: str) -> dict[str, Any]:
-    if not text or not text.strip():
-        raise FormatError("The reply was empty.")
+def sections(text: str) -> dict[str, str]:
+    """Each section's text by its lower-case name; the first header of a name wins."""
     parts: dict[str, str] = {}
-    marks = [(m.start(), m.end(), m.group(1).lower()) for m in _HEADER.finditer(text)]
+    marks = [(m.start(), m.end(), m.group(1).lower()) for m in _HEADER.finditer(text or "")]
     for k, (_s, e, name) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else len(text)
         parts.setdefault(name, text[e:end].strip())
+    return parts
+
+
+def parsed_action(parts: dict[str, str], tool: Tool, action_input: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The `action` trace record: the thinking sections (missing ones empty) and the action."""
+    return {**{name: parts.get(name, "") for name in THINKING},
+            "action": tool.name, "action_input": action_input}
+
+
+def parse_reply(text: str, tools: tuple[Tool, ...] | None = None) -> dict[str, Any]:
+    if not text or not text.strip():
+        raise FormatError("The reply was empty.")
+    parts = sections(text)
     action_text = parts.get("action", "")
     candidates = _json_objects(action_text) + _json_objects(text)
     action = None
@@ -72,19 +84,9 @@ def parse_reply(text: str) -> dict[str, Any]:
             'No Action JSON block found. End your reply with Action: {"action": ..., '
             '"action_input": {...}}.'
         )
-    name = str(action.get("action", "")).strip()
-    canonical = ACTIONS.get(name.lower())
-    if canonical is None:
-        known = ", ".join(sorted(set(ACTIONS.values())))
-        raise FormatError(f"Unknown action {name!r}. Use one of: {known}.")
-    action_input = action.get("action_input") or {}
-    if not isinstance(action_input, dict):
-        raise FormatError("action_input must be a JSON object.")
-    return {
-        "explain": parts.get("explain", ""),
-        "gaps": parts.get("gaps", ""),
-        "findings": parts.get("findings", ""),
-        "plan": parts.get("plan", ""),
-        "action": canonical,
-        "action_input": action_input,
-    }
+    try:
+        tool, action_input = check_call(tools or registry(), str(action.get("action", "")),
+                                        action.get("action_input") or {})
+    except ToolError as exc:
+        raise FormatError(str(exc)) from exc
+    return parsed_action(parts, tool, action_input)

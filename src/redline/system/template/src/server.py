@@ -45,7 +45,8 @@ class AgentService:
         try:
             scratch = self.root / "log" / "terminals" / f"{self.port}-{n}"
             agent = Agent(self.llm, self.trace, str(self.root), agent_cfg, scratch,
-                          self.prompts)
+                          self.prompts, engine=str(self.cfg.get("engine") or "llamacpp"),
+                          tool_call_format=(self.cfg.get("llm") or {}).get("tool_call_format"))
             return agent.run(task)
         finally:
             with self._lock:
