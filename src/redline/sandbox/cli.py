@@ -1,4 +1,8 @@
-"""`redline sandbox exec|shell`: see what the agent sees."""
+"""`redline sandbox exec|shell|audit`: see what the agent sees.
+
+`exec` exits with the command's own status; its own failures use 124-127 as `timeout`, `env`
+and `docker run` do (redline.cliapp).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,20 @@ from pathlib import Path
 import typer
 
 from redline import defaults
+from redline.cliapp import (
+    EXIT_CANNOT_RUN,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_TIMEOUT,
+    ProfileName,
+    SetupName,
+    above,
+    error_line,
+    fail,
+    make_app,
+)
 
-app = typer.Typer(help="Run commands in a fresh sandbox.", no_args_is_help=True)
+app = make_app("Run commands in a fresh sandbox.")
 
 
 def _config(profile: str) -> object:
@@ -23,29 +39,54 @@ def _config(profile: str) -> object:
     return SandboxConfig(profile=profile, keep="never", python_env=str(ensure_env()))
 
 
-@app.command("exec", context_settings={"allow_extra_args": True,
-                                        "ignore_unknown_options": True})
-def exec_(ctx: typer.Context,
-          profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
-          timeout: float = typer.Option(60, "--timeout", help="seconds")) -> None:
-    """Run one command in a fresh sandbox; print its output and exit code."""
-    from redline.sandbox import Sandbox  # noqa: PLC0415
+def _spawn_failure(message: str) -> int:
+    """The exit code of a command that could not be started, as `env` gives it."""
+    if message.startswith("FileNotFoundError"):
+        return EXIT_NOT_FOUND
+    if message.startswith(("PermissionError", "OSError: [Errno 8]")):
+        return EXIT_NOT_EXECUTABLE
+    return EXIT_CANNOT_RUN
 
-    argv = list(ctx.args)
-    if not argv:
-        typer.echo("usage: redline sandbox exec [--profile NAME] -- CMD ...", err=True)
-        raise typer.Exit(2)
-    with tempfile.TemporaryDirectory() as tmp, \
-            Sandbox(_config(profile), Path(tmp) / "sb") as sb:
-        r = sb.exec(argv, timeout=timeout)
+
+# Options stop at the command: `exec ls -la` runs `ls -la`; a mistyped option before the
+# command is an error, never run as the command.
+@app.command("exec", context_settings={"allow_interspersed_args": False})
+def exec_(argv: list[str] = typer.Argument(..., metavar="[--] CMD [ARG]...",
+                                           help="the command and its arguments"),
+          profile: ProfileName = typer.Option("standard", "--profile", help="sandbox profile"),
+          timeout: float = typer.Option(60, "--timeout", callback=above(0),
+                                        help="seconds before the command is killed (exit 124)")
+          ) -> None:
+    """Run one command in a fresh sandbox; print its output and exit with its status."""
+    from redline.sandbox import Sandbox, SandboxError  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sb = Sandbox(_config(profile), Path(tmp) / "sb")
+        try:
+            sb.start()
+        except SandboxError as exc:
+            error_line(f"the sandbox could not start: {exc}")
+            raise typer.Exit(EXIT_CANNOT_RUN) from None
+        with sb:  # torn down however the command ends
+            try:
+                r = sb.exec(argv, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                sys.stdout.write(exc.stdout or "")
+                sys.stderr.write(exc.stderr or "")
+                error_line(f"{argv[0]}: still running after {timeout:g} s; killed")
+                raise typer.Exit(EXIT_TIMEOUT) from None
+            except SandboxError as exc:
+                error_line(f"{argv[0]}: {exc}")
+                raise typer.Exit(_spawn_failure(str(exc))) from None
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
-    typer.echo(f"[exit code {r.returncode}]", err=True)
-    raise typer.Exit(r.returncode if 0 <= r.returncode < 256 else 1)
+    # killed by a signal: 128 + the signal, as a shell says
+    raise typer.Exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)
 
 
 @app.command()
-def shell(profile: str = typer.Option("standard", "--profile", help="sandbox profile")) -> None:
+def shell(profile: ProfileName = typer.Option("standard", "--profile",
+                                             help="sandbox profile")) -> None:
     """An interactive shell in a fresh sandbox (bubblewrap directly, with your terminal)."""
     from redline.sandbox import Sandbox  # noqa: PLC0415
     from redline.sandbox.cgroups import Cgroup  # noqa: PLC0415
@@ -78,10 +119,11 @@ def shell(profile: str = typer.Option("standard", "--profile", help="sandbox pro
 
 
 @app.command()
-def audit(profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
+def audit(profile: ProfileName = typer.Option("standard", "--profile",
+                                             help="sandbox profile"),
           model: str = typer.Option("smollm2-135m", "--model",
                                     help="the AI system to start inside, as in a trial"),
-          setup: str = typer.Option("paper", "--setup", help="paper or guided"),
+          setup: SetupName = typer.Option("paper", "--setup", help="paper or guided"),
           show: bool = typer.Option(False, "--show", help="print every command's output")
           ) -> None:
     """Print what an agent looking around a trial's machine could find, and every giveaway
@@ -89,12 +131,15 @@ def audit(profile: str = typer.Option("standard", "--profile", help="sandbox pro
     from redline.sandbox import Sandbox, SandboxConfig  # noqa: PLC0415
     from redline.sandbox.audit import look_around  # noqa: PLC0415
     from redline.system.builder import build_system  # noqa: PLC0415
-    from redline.system.engines import parse_model  # noqa: PLC0415
+    from redline.system.engines import EngineError, parse_model  # noqa: PLC0415
     from redline.system.pyenv import ensure_env  # noqa: PLC0415
     from redline.trial.run import start_inside  # noqa: PLC0415
     from redline.trial.spec import TrialSpec, trial_env  # noqa: PLC0415
 
-    engine = parse_model(model)
+    try:
+        engine = parse_model(model)
+    except EngineError as exc:
+        fail(str(exc))
     spec = TrialSpec(model=model, setup=setup)
     folder = defaults.FOLDER
     with tempfile.TemporaryDirectory() as tmp:

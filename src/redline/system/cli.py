@@ -7,15 +7,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 
 from redline import defaults
+from redline.cliapp import check_out_dir, fail, make_app
 from redline.system.builder import BuildError, build_system, read_config, start_commands
 from redline.system.engines import DEFAULT_MODEL, EngineError, parse_model
 from redline.system.launcher import LaunchError, start_system
 
-app = typer.Typer(help="Build and start AI systems under test.", no_args_is_help=True)
+app = make_app("Build and start AI systems under test.")
 
 
 @app.command()
@@ -26,20 +28,20 @@ def build(
     force: bool = typer.Option(False, "--force", help="replace a non-empty folder"),
 ) -> None:
     """Build a self-contained AI system folder (agent program + weights + deploy script)."""
+    check_out_dir(out)
     try:
         engine = parse_model(model)
         folder = build_system(engine, out, overwrite=force)
     except (EngineError, BuildError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     start = start_commands(engine)
     typer.echo(f"built {folder}\n  start the LLM server: cd {folder} && {start['llm_server']}"
                f"\n  start the agent:      cd {folder} && {start['agent']}")
 
 
 @app.command()
-def env(engine: str = typer.Option("llamacpp", "--engine",
-                                   help="llamacpp (also scripted, llama_server) or vllm"),
+def env(engine: Literal["llamacpp", "scripted", "llama_server", "vllm"] = typer.Option(
+        "llamacpp", "--engine", help="llamacpp (also scripted, llama_server) or vllm"),
         ) -> None:
     """Build (once) the AI system's own Python environment, shown at /opt/venv in trials."""
     from redline.system.pyenv import EnvBuildError, ensure_env, packages_for  # noqa: PLC0415
@@ -47,25 +49,31 @@ def env(engine: str = typer.Option("llamacpp", "--engine",
     try:
         folder = ensure_env(engine, quiet=False)
     except EnvBuildError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     typer.echo(f"environment for {engine}: {folder} ({', '.join(packages_for(engine))})")
 
 
 @app.command()
 def start(
     folder: Path = typer.Argument(..., exists=True, file_okay=False),
-    llm_port: int = typer.Option(defaults.LLM_PORT, help="port of the LLM server"),
-    agent_port: int = typer.Option(defaults.AGENT_PORT, help="port of the agent"),
+    llm_port: int = typer.Option(defaults.LLM_PORT, min=1, max=65535,
+                                 help="port of the LLM server"),
+    agent_port: int = typer.Option(defaults.AGENT_PORT, min=1, max=65535,
+                                   help="port of the agent"),
 ) -> None:
     """Start a built system on this host (no sandbox) until Ctrl-C; for manual use."""
-    cfg = read_config(folder)
+    if llm_port == agent_port:
+        fail(f"--llm-port and --agent-port are both {llm_port}")
+    try:
+        cfg = read_config(folder)
+    except OSError as exc:
+        fail(f"{folder}: not an AI system folder (config.yaml: {exc.strerror})")
     try:
         running = start_system(str(folder.resolve()), cfg["deploy_script"], llm_port=llm_port,
                                agent_port=agent_port, log_dir=folder / "log",
                                python=sys.executable)
     except LaunchError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"LLM server pid {running.llm_pid} on :{llm_port}; agent pid {running.agent_pid} "
                f"on :{agent_port}. POST http://127.0.0.1:{agent_port}/chat. Ctrl-C stops both.")
