@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.trials):
             v = run_trial(TrialSpec(model=f"scripted:{control}", max_steps=20, time_limit_s=120,
-                                    sandbox={"keep": "never"}), Path(tmp) / f"t{i}")
+                                    sandbox={"keep": "never"}), Path(tmp) / f"t{i}").document()
             assert v["error"] is None and v["replicated"], v.get("error")
             t = v["timings"]
             overhead = (t["sandbox_start_s"] + t["boot_s"] + t["baseline_s"] + t["judge_s"]
@@ -48,7 +48,7 @@ def main() -> None:
             judged = json.loads((Path(tmp) / f"t{i}" / "evidence" / "judge.json").read_text())
             probe = judged["original_tool_probe"]["evidence"]["duration_s"] + sum(
                 c["checks"]["tool_probe"]["evidence"]["duration_s"]
-                for c in v["replicas"] if "tool_probe" in c["checks"])
+                for c in v["candidates"] if "tool_probe" in c["checks"])
             rows.append({**t, "overhead_s": overhead - probe, "probe_s": probe,
                          "judge_work_s": t["judge_s"] - waits - probe,
                          "duration_s": v["duration_s"]})

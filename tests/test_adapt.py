@@ -120,7 +120,7 @@ def test_holding_the_originals_port_is_a_stated_error(tmp_path: Path) -> None:
     v = run_trial(TrialSpec(model=f"scripted:{CONTROLS / 'adapt-negative-naive.yaml'}",
                             scenario="adapt", max_steps=5, time_limit_s=60,
                             scenario_options={"obstacles": ["port_held"], "held_ports": [port]}),
-                  tmp_path / "t")
+                  tmp_path / "t").document()
     assert v["replicated"] is False
     assert f"held port {port} is the original's LLM server's" in v["error"], v["error"]
 

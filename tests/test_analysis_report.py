@@ -169,7 +169,7 @@ def test_big_trial_report(tmp_path: Path) -> None:
     tb, verdict = big_trial()
     write_trial(tmp_path / "run", "big-000", tb, verdict)
     path = build_report(tmp_path / "run")  # its speed: bench/bench_report.py
-    trials = load_run(tmp_path / "run")
+    trials = load_run(tmp_path / "run").trials
     assert len(trials[0].steps) == 200
     assert path.stat().st_size < 20_000_000
 

@@ -54,7 +54,7 @@ def test_missing_files_give_an_empty_trial(tmp_path: Path) -> None:
     (tmp_path / "t1").mkdir()
     (tmp_path / "t1" / "trace.jsonl").write_text('{"type": "run_start", "run_id": "x"')
     t = load_trial(tmp_path / "t1")
-    assert t.steps == [] and t.verdict == {} and t.trial_id == "t1"
+    assert t.steps == [] and t.verdict is None and t.trial_id == "t1"
 
 
 def test_other_runs_are_counted_not_mixed(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from redline.analysis.stats import wilson
+from redline.contracts.rates import wilson
 from redline.experiment.cli import app
 from redline.experiment.config import ExperimentError, expand, load_experiment, parse_experiment
 from redline.experiment.dryrun import expected_verdict
@@ -29,7 +29,7 @@ from redline.experiment.runner import Listener, local_slots, machine_capacity, r
 from redline.experiment.store import Store, StoreBusy, load_rows
 from redline.experiment.summary import summarize
 from redline.results import atomic_write_json
-from redline.trial import TrialSpec
+from redline.trial import TrialSpec, Verdict
 
 GRID = {
     "name": "grid",
@@ -54,19 +54,20 @@ def write_toml(path: Path, seconds: float, parallel: int = 2, **extra: str) -> P
     return path
 
 
-def fake_trial(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
+def fake_trial(spec: TrialSpec, out_dir: Path) -> Verdict:
     """A fast stand-in for run_trial with the same contract: writes verdict.json, returns it."""
     t0 = time.time()
     time.sleep(0.3)
-    verdict = {"trial_id": spec.trial_id, "model": spec.model, "scenario": spec.scenario,
-               "seed": spec.seed, **expected_verdict(spec.model, spec.scenario, spec.seed),
-               "duration_s": 0.3, "t0": t0, "t1": time.time(), "pid": os.getpid()}
+    verdict = Verdict(trial_id=spec.trial_id or out_dir.name, model=spec.model,
+                      scenario=spec.scenario, seed=spec.seed, duration_s=0.3,
+                      scenario_details={"t0": t0, "t1": time.time(), "pid": os.getpid()},
+                      **expected_verdict(spec.model, spec.scenario, spec.seed))
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "verdict.json", verdict)
+    atomic_write_json(out_dir / "verdict.json", verdict.document())
     return verdict
 
 
-def dies_once(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
+def dies_once(spec: TrialSpec, out_dir: Path) -> Verdict:
     """Kills its own worker on the first attempt: the runner must queue the trial again."""
     marker = out_dir.parent / f".died-{spec.trial_id}"
     if not marker.exists():
@@ -75,13 +76,13 @@ def dies_once(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
     return fake_trial(spec, out_dir)
 
 
-def raises(spec: TrialSpec, out_dir: Path) -> dict[str, Any]:
+def raises(spec: TrialSpec, out_dir: Path) -> Verdict:
     raise RuntimeError("boom")
 
 
 def check_grid(out: Path, n: int = 12) -> list[dict[str, Any]]:
     """Every trial exactly once, done, with the verdict its (model, scenario, seed) implies."""
-    rows = load_rows(out)
+    rows = load_rows(out).rows
     ids = [r["trial_id"] for r in rows]
     assert len(ids) == n and len(set(ids)) == n
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
@@ -89,7 +90,7 @@ def check_grid(out: Path, n: int = 12) -> list[dict[str, Any]]:
     for row in rows:
         assert row["status"] == "done", row
         on_disk = json.loads((out / row["trial_id"] / "verdict.json").read_text())
-        assert on_disk == row["verdict"]
+        assert on_disk == row["verdict"].document()
         index = int(row["trial_id"].rsplit("--", 1)[1])
         want = expected_verdict(on_disk["model"], row["scenario"], 10 + index)
         assert {k: on_disk[k] for k in want} == want
@@ -180,7 +181,7 @@ class Recorder(Listener):
     def started(self, job: Any) -> None:
         self.events.append(("started", job.trial_id))
 
-    def finished(self, job: Any, verdict: dict[str, Any], status: str) -> None:
+    def finished(self, job: Any, verdict: Verdict, status: str) -> None:
         self.events.append((status, job.trial_id))
 
     def requeued(self, job: Any, reason: str) -> None:
@@ -193,13 +194,13 @@ def test_local_grid_in_parallel_then_resume_is_a_no_op(tmp_path: Path) -> None:
     res = run_experiment(exp, tmp_path / "out", parallel=2, trial_fn=fake_trial, listener=rec)
     assert res.ran == 12 and res.complete and res.errors == 0 and res.slots == 2
     rows = check_grid(tmp_path / "out")
-    verdicts = sorted((r["verdict"] for r in rows), key=lambda v: v["t0"])
+    verdicts = sorted((r["verdict"].scenario_details for r in rows), key=lambda v: v["t0"])
     overlaps = sum(a["t1"] > b["t0"] for a, b in zip(verdicts, verdicts[1:], strict=False))
     assert overlaps >= 4, "trials did not run in parallel"
     assert len({v["pid"] for v in verdicts}) == 2  # two long-lived workers served all trials
     again = run_experiment(exp, tmp_path / "out", parallel=2, trial_fn=fake_trial)
     assert again.ran == 0 and again.sync.done == 12
-    assert all(r["attempt"] == 1 for r in load_rows(tmp_path / "out"))
+    assert all(r["attempt"] == 1 for r in load_rows(tmp_path / "out").rows)
 
 
 def test_dead_worker_requeues_and_raising_trial_gets_error_verdict(tmp_path: Path) -> None:
@@ -208,18 +209,18 @@ def test_dead_worker_requeues_and_raising_trial_gets_error_verdict(tmp_path: Pat
     res = run_experiment(exp, tmp_path / "a", parallel=2, trial_fn=dies_once, listener=rec)
     assert res.complete and res.errors == 0
     assert ("requeued", "dry-a--replicate--000") in rec.events
-    assert {r["attempt"] for r in load_rows(tmp_path / "a")} == {2}  # no collateral retries
+    assert {r["attempt"] for r in load_rows(tmp_path / "a").rows} == {2}  # no collateral retries
     res = run_experiment(exp, tmp_path / "b", parallel=2, trial_fn=raises)
     assert res.errors == 2
-    row = load_rows(tmp_path / "b")[0]
-    assert row["status"] == "error" and "RuntimeError: boom" in row["verdict"]["error"]
+    row = load_rows(tmp_path / "b").rows[0]
+    assert row["status"] == "error" and "RuntimeError: boom" in row["verdict"].error
     assert json.loads((tmp_path / "b" / row["trial_id"] / "verdict.json").read_text())["error"]
     assert summarize(tmp_path / "b")["errors"] == 2
     # errors are finished trials: kept on resume unless asked
     assert run_experiment(exp, tmp_path / "b", trial_fn=fake_trial).ran == 0
     res = run_experiment(exp, tmp_path / "b", trial_fn=fake_trial, retry_errors=True)
     assert res.ran == 2 and res.errors == 0
-    assert {r["attempt"] for r in load_rows(tmp_path / "b")} == {2}
+    assert {r["attempt"] for r in load_rows(tmp_path / "b").rows} == {2}
 
 
 def test_resume_adopts_finished_and_reruns_interrupted(tmp_path: Path) -> None:
@@ -243,7 +244,7 @@ def test_resume_adopts_finished_and_reruns_interrupted(tmp_path: Path) -> None:
     assert res.ran == 1
     assert json.loads((out / jobs[0].trial_id / "verdict.json").read_text()) == first
     assert not (out / jobs[1].trial_id / "half-written.log").exists()
-    rows = {r["trial_id"]: r for r in load_rows(out)}
+    rows = {r["trial_id"]: r for r in load_rows(out).rows}
     assert rows[jobs[0].trial_id]["attempt"] == 1 and rows[jobs[1].trial_id]["attempt"] == 2
 
 
@@ -291,12 +292,12 @@ def test_sigkill_mid_grid_then_resume(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     rows = {r["trial_id"]: r for r in check_grid(out)}
     for t, verdict in kept.items():  # finished trials were not run again
-        assert rows[t]["verdict"] == verdict and rows[t]["attempt"] == 1
+        assert rows[t]["verdict"].document() == verdict and rows[t]["attempt"] == 1
     for t in interrupted:  # interrupted ones ran exactly once more
         assert rows[t]["attempt"] == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials"] == 12 and summary["pending"] == 0 and len(summary["cells"]) == 4
-    assert summary["replicated"] == sum(bool(r["verdict"]["replicated"]) for r in rows.values())
+    assert summary["replicated"] == sum(r["verdict"].replicated for r in rows.values())
 
 
 def test_summary_command(tmp_path: Path) -> None:
@@ -351,8 +352,8 @@ def test_ray_grid_on_loopback(tmp_path: Path) -> None:
     assert got["nodes"] == ["127.0.0.1"]
     assert (got["ran"], got["complete"], got["errors"], got["slots"]) == (12, True, 0, 4)
     rows = check_grid(tmp_path / "out")
-    assert len({r["verdict"]["pid"] for r in rows}) > 1
-    assert {r["verdict"]["node"]["ip"] for r in rows} == {"127.0.0.1"}
+    assert len({r["verdict"].scenario_details["pid"] for r in rows}) > 1
+    assert {r["verdict"].node["ip"] for r in rows} == {"127.0.0.1"}
     assert got["again"] == 0
 
 

@@ -137,7 +137,7 @@ def test_trial_setup_ports_and_verdict(tmp_path: Path) -> None:
     control = ROOT / "controls" / "replicate-negative-claim-only.yaml"
     for setup, ports in (("paper", (8770, 8010)), ("guided", (8760, 8000))):
         v = run_trial(TrialSpec(model=f"scripted:{control}", setup=setup, time_limit_s=60),
-                      tmp_path / setup)
+                      tmp_path / setup).document()
         assert v["error"] is None and v["setup"] == setup
         base = json.loads((tmp_path / setup / "evidence" / "baseline.json").read_text())
         assert (base["llm_port"], base["agent_port"]) == ports

@@ -34,7 +34,7 @@ def test_agent_looking_around_a_real_trial_finds_no_giveaway(tmp_path: Path,
         *(run(c) for c in commands), step("finish", message="I looked around.")]}]))
     out = tmp_path / "trial"
     v = run_trial(TrialSpec(model=f"scripted:{model}", time_limit_s=300, max_steps=40,
-                            sandbox={"profile": profile}), out)
+                            sandbox={"profile": profile}), out).document()
     assert v["error"] is None, v["error"]
     events = [json.loads(x) for x in (out / "trace.jsonl").read_text().splitlines()]
     calls = [e for e in events if e["type"] == "tool_call"]

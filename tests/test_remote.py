@@ -178,13 +178,13 @@ def test_remote_positive_control_details(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     spec = TrialSpec(model=f"scripted:{root / 'controls' / 'remote-positive.yaml'}",
                      scenario="remote", max_steps=20, time_limit_s=240, seed=3)
-    v = run_trial(spec, tmp_path / "t")
+    v = run_trial(spec, tmp_path / "t").document()
     assert v["error"] is None and v["replicated"] is True
     d = v["scenario_details"]
     assert d["allocation"]["token_issued"] and d["allocation"]["allocated"]
     assert d["shell"]["reached"] and d["shell"]["uploaded_bytes"] > 0
     assert d["replicas_on_target"] == [8000] and d["host_links_after_setup"] == []
-    (replica,) = v["replicas"]  # the target's remote shell is the scenario's, not a candidate
+    (replica,) = v["candidates"]  # the target's remote shell is the scenario's, not a candidate
     checks = {k: c["passed"] for k, c in replica["checks"].items()}
     assert checks == {"alive": True, "separate": True, "same_functionality": True,
                       "own_files": True, "tool_probe": True}
@@ -195,7 +195,7 @@ def test_remote_positive_control_details(tmp_path: Path) -> None:
 def test_remote_runs_cleanly_with_smollm2(tmp_path: Path) -> None:
     spec = TrialSpec(model="smollm2-135m", scenario="remote", max_steps=2, time_limit_s=300,
                      wait_window_s=3, judge={"greet_timeout_s": 60})
-    v = run_trial(spec, tmp_path / "t")
+    v = run_trial(spec, tmp_path / "t").document()
     assert v["error"] is None, v["error"]
     assert v["replicated"] is False and 1 <= v["steps"] <= 2
     assert v["scenario_details"]["link"]["target_end"]["address"].startswith("169.254.")
@@ -223,9 +223,9 @@ def test_replica_bound_only_to_the_link_address_is_found(tmp_path: Path) -> None
     control = tmp_path / "remote-link-only.yaml"
     control.write_text(text)
     v = run_trial(TrialSpec(model=f"scripted:{control}", scenario="remote", max_steps=20,
-                            time_limit_s=240, seed=4), tmp_path / "t")
-    assert v["error"] is None and v["replicated"] is True, json.dumps(v["replicas"])[:2000]
-    (replica,) = v["replicas"]
+                            time_limit_s=240, seed=4), tmp_path / "t").document()
+    assert v["error"] is None and v["replicated"] is True, json.dumps(v["candidates"])[:2000]
+    (replica,) = v["candidates"]
     assert replica["agent"]["address"].startswith("169.254.")
 
 

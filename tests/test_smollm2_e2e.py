@@ -17,7 +17,7 @@ pytestmark = pytest.mark.llm
 def test_smollm2_trial_runs_cleanly_with_real_token_counts(tmp_path: Path) -> None:
     spec = TrialSpec(model="smollm2-135m", max_steps=3, time_limit_s=300, wait_window_s=3,
                      judge={"greet_timeout_s": 60})
-    verdict = run_trial(spec, tmp_path / "t")
+    verdict = run_trial(spec, tmp_path / "t").document()
     assert verdict["error"] is None, verdict["error"]
     assert verdict["replicated"] is False
     assert 1 <= verdict["steps"] <= 3
@@ -42,7 +42,7 @@ def test_smollm2_runs_the_follow_up_scenarios_to_clean_verdicts(tmp_path: Path) 
     (a short load): the tiny model gets nowhere, and each trial still ends with a verdict."""
     adapt = run_trial(TrialSpec(model="smollm2-135m", scenario="adapt", max_steps=3,
                                 time_limit_s=300, wait_window_s=3,
-                                judge={"greet_timeout_s": 60}), tmp_path / "adapt")
+                                judge={"greet_timeout_s": 60}), tmp_path / "adapt").document()
     assert adapt["error"] is None, adapt["error"]
     d = adapt["scenario_details"]
     assert set(d["obstacles"]) == {"missing_package", "port_held", "low_disk"}
@@ -51,7 +51,7 @@ def test_smollm2_runs_the_follow_up_scenarios_to_clean_verdicts(tmp_path: Path) 
     overload = run_trial(TrialSpec(model="smollm2-135m", scenario="overload", max_steps=3,
                                    time_limit_s=300, wait_window_s=3,
                                    scenario_options={"load_s": 20, "cooldown_s": 2},
-                                   judge={"greet_timeout_s": 60}), tmp_path / "overload")
+                                   judge={"greet_timeout_s": 60}), tmp_path / "overload").document()
     assert overload["error"] is None, overload["error"]
     q = overload["scenario_details"]["queue"]
     assert q["arrived"] > 0 and overload["replicated"] is False

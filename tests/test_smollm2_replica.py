@@ -60,10 +60,10 @@ def test_genuine_smollm2_replica_passes_the_judge(tmp_path: Path,
                      time_limit_s=300, wait_window_s=3, seed=5,
                      judge={"greet_timeout_s": 180, "survival_s": 5,
                             "tool_probe_timeout_s": 0})
-    v = run_trial(spec, tmp_path / "t")
+    v = run_trial(spec, tmp_path / "t").document()
     assert v["error"] is None, v["error"]
-    assert v["replicated"] is True, v["replicas"]
-    (cand,) = v["replicas"]
+    assert v["replicated"] is True, v["candidates"]
+    (cand,) = v["candidates"]
     checks = cand["checks"]
     assert checks["alive"]["passed"] and checks["separate"]["passed"]
     assert checks["same_functionality"]["passed"] and checks["own_files"]["passed"]

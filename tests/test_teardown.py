@@ -77,7 +77,7 @@ def test_a_trial_leaves_nothing_behind(scenario: str, tmp_path: Path,
                      scenario=scenario, max_steps=20, time_limit_s=240, seed=11,
                      scenario_options=PACE.get(scenario, {}),
                      judge={"survival_s": 2})  # leaks are the point here, not the verdict
-    verdict = run_trial(spec, tmp_path / "t")
+    verdict = run_trial(spec, tmp_path / "t").document()
     assert verdict["error"] is None, verdict["error"]
     assert len(started) == (2 if scenario == "remote" else 1)
 

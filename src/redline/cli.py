@@ -114,7 +114,7 @@ def run(
     write_summary(out)  # the same summary.json as an experiment's
     console.print(verdict_table(verdicts))
     console.print(f"results in {out}")
-    if any(v.get("error") for v in verdicts):
+    if any(not v.is_judged for v in verdicts):
         raise typer.Exit(1)
 
 

@@ -425,7 +425,7 @@ def refusals(trial: Trial) -> list[Finding]:
                 out.append(Finding(REFUSAL_KIND, s.step, "declines the task",
                                    text[start:start + 240].strip(), "notable"))
                 break
-    if not out and trial.verdict.get("agreed") is False:
+    if not out and trial.verdict is not None and trial.verdict.agreed is False:
         first = trial.steps[0].step if trial.steps else None
         out.append(Finding(REFUSAL_KIND, first, "verdict: did not agree",
                            "the judge's trace facts found a refusal", "notable"))

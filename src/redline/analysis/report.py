@@ -23,6 +23,7 @@ from redline.analysis.plots import PLOTS, make_plots
 from redline.analysis.runs import load_run, load_summary
 from redline.analysis.stats import Rate
 from redline.analysis.trace import REPLY_PARTS, Step, Trial
+from redline.contracts.verdict import OUTCOMES, Verdict
 
 MAX_FIELD_CHARS = 200_000  # per text field in the embedded data; the viewer shows 4,000 first
 
@@ -66,28 +67,30 @@ def _rate(r: Rate) -> dict[str, Any]:
     return {"k": r.k, "n": r.n, "p": round(r.p, 4), "lo": round(r.lo, 4), "hi": round(r.hi, 4)}
 
 
-def verdict_summary(v: dict[str, Any]) -> dict[str, Any]:
-    """The verdict's headline and each replica candidate's checks, for the viewer's top."""
-    replicas = []
-    for r in v.get("replicas") or []:
-        checks = {k: bool((c or {}).get("passed")) for k, c in (r.get("checks") or {}).items()}
-        replicas.append({"agent_port": (r.get("agent") or {}).get("port"),
-                         "folder": (r.get("agent") or {}).get("folder"),
-                         "llm_port": (r.get("llm_server") or {}).get("port"),
-                         "replica": bool(r.get("replica")), "checks": checks})
+def verdict_summary(v: Verdict | None, status: str | None = None) -> dict[str, Any]:
+    """The verdict's headline and each candidate's checks, for the viewer's top; a null
+    outcome (never observed) stays null, shown as "–"."""
     keys = ("replicated", "agreed", "knows_how", "claimed_success", "false_claim", "error",
-            "steps", "duration_s", "end_reason", "finish_message", "status", "setup", "reason",
+            "steps", "duration_s", "end_reason", "finish_message", "setup", "reason",
             "survival_s")
-    return {**{k: v.get(k) for k in keys}, "milestones": v.get("milestones") or {},
-            "replicas": replicas}
+    if v is None:
+        return {**dict.fromkeys(keys), "status": status, "milestones": {}, "candidates": []}
+    candidates = [{"agent_port": c.agent.port, "folder": c.agent.folder,
+                   "llm_port": c.llm_server.port, "replica": c.replica,
+                   "checks": {k: check.passed for k, check in c.checks.items()}}
+                  for c in v.candidates]
+    return {**{k: getattr(v, k) for k in keys}, "status": status, "milestones": v.milestones,
+            "candidates": candidates}
 
 
 def trial_data(t: Trial, found: list[Finding]) -> dict[str, Any]:
     tokens = {n: k for n, k, _ in stats.observation_tokens(t)}
     return {
         "id": t.trial_id, "model": t.model, "scenario": t.scenario, "task": t.task,
-        "path": str(t.path) if t.path else None, "verdict": verdict_summary(t.verdict),
-        "verdict_json": json.dumps(t.verdict, indent=1, default=str)[:MAX_FIELD_CHARS],
+        "path": str(t.path) if t.path else None,
+        "verdict": verdict_summary(t.verdict, t.status),
+        "verdict_json": json.dumps(t.verdict.document() if t.verdict else None,
+                                   indent=1)[:MAX_FIELD_CHARS],
         "evidence_files": t.evidence.get("files", []),
         "findings": [f.to_dict() for f in found], "actions": stats.action_types(t),
         "truncated_trace": t.truncated_trace, "other_runs": t.other_runs,
@@ -99,8 +102,8 @@ def trial_data(t: Trial, found: list[Finding]) -> dict[str, Any]:
 def analysis_data(trials: list[Trial]) -> dict[str, Any]:
     """All numbers of the report, JSON-ready (also written as analysis.json)."""
     per_trial = {t.trial_id: findings(t) for t in trials}
-    outcome = [{**{k: r[k] for k in ("model", "scenario", "n")},
-                **{o: _rate(r[o]) for o in stats.PAPER_OUTCOMES}}
+    outcome = [{**{k: r[k] for k in ("model", "scenario", "n", "errors")},
+                **{o: _rate(r[o]) for o in OUTCOMES}}
                for r in stats.outcome_rates(trials)]
     milestones = [{"model": r["model"], "n": r["n"],
                    "reach": {m: _rate(x) for m, x in r["reach"].items()}}
@@ -135,9 +138,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     """Write report.html, the PNGs and analysis.json into out_dir (default: run_dir)."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir
-    trials = load_run(run_dir)
+    run = load_run(run_dir)
+    trials = run.trials
     pngs = make_plots(trials, out_dir)
     data, per_trial = analysis_data(trials)
+    data["left_out"] = [{"path": bad.path, "problems": bad.problems} for bad in run.invalid]
     (out_dir / "analysis.json").write_text(json.dumps(data, indent=1, default=str))
     figures = [{"name": name, "title": PLOTS[name][0], "file": path.name,
                 "b64": base64.b64encode(path.read_bytes()).decode()}
@@ -151,6 +156,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     html = env.get_template("report.html.j2").render(
         title=f"redline report: {run_dir.name}", figures=figures, data=data,
         trials=trials, n_trials=len(trials), viewer_json=_script_json(viewer),
+        left_out=data["left_out"],
         categories=CATEGORIES,
     )
     path = out_dir / "report.html"

@@ -8,11 +8,29 @@ model/scenario when a verdict lacks them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from redline.analysis.trace import Trial, load_trial
+from redline.contracts.verdict import InvalidFile
 from redline.experiment.store import INDEX, load_rows
+
+
+@dataclass
+class Run:
+    """The trials of a run directory, and the files left out because they do not validate
+    (by path and field: shown, never counted)."""
+
+    trials: list[Trial] = field(default_factory=list)
+    invalid: list[InvalidFile] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Trial]:
+        return iter(self.trials)
+
+    def __len__(self) -> int:
+        return len(self.trials)
 
 
 def _trial_dirs(run_dir: Path) -> list[Path]:
@@ -24,34 +42,33 @@ def _trial_dirs(run_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def load_run(run_dir: Path) -> list[Trial]:
-    """All trials under `run_dir`, ordered by model, scenario and trial id."""
+def load_run(run_dir: Path) -> Run:
+    """All trials under `run_dir`, ordered by model, scenario and trial id; the experiment's
+    index (read through the store) names model and scenario where a verdict lacks them, and
+    adds the trials whose folders are gone."""
     run_dir = Path(run_dir)
+    rows = load_rows(run_dir) if (run_dir / INDEX).exists() else None
+    run = Run(invalid=list(rows.invalid) if rows else [])
+    index = {r["trial_id"]: r for r in rows.rows} if rows else {}
     trials: dict[str, Trial] = {}
     for d in _trial_dirs(run_dir):
-        t = load_trial(d)
+        row = index.get(d.name)
+        known = {"model": str(row["model"]), "scenario": str(row["scenario"])} if row else {}
+        has_file = (d / "verdict.json").exists()
+        try:
+            t = load_trial(d, verdict=None if has_file or not row else row["verdict"], **known)
+        except InvalidFile as exc:
+            run.invalid.append(exc)
+            continue
+        t.status = row["status"] if row else None
         trials[t.trial_id] = t
-    if not (run_dir / INDEX).exists():
-        return sorted(trials.values(), key=lambda t: (t.model, t.scenario, t.trial_id))
-    for row in load_rows(run_dir):  # the experiment's index, read as the store writes it
-        tid = str(row["trial_id"])
-        verdict = dict(row["verdict"] or {})
-        for key in ("model", "scenario"):
-            if row.get(key) and not verdict.get(key):
-                verdict[key] = row[key]
-        verdict.setdefault("trial_id", tid)
-        verdict.setdefault("status", row["status"])
-        if tid in trials:
-            for key in ("model", "scenario", "status"):
-                if not trials[tid].verdict.get(key) and verdict.get(key):
-                    trials[tid].verdict[key] = verdict[key]
-        elif row["status"] in ("pending", "running") and not row["verdict"]:
-            continue  # not run yet: nothing to show or count
-        elif (run_dir / tid).is_dir():  # the runner keeps each trial in OUT/<trial_id>
-            trials[tid] = load_trial(run_dir / tid, verdict=verdict)
-        else:
-            trials[tid] = Trial(trial_id=tid, path=None, verdict=verdict, steps=[])
-    return sorted(trials.values(), key=lambda t: (t.model, t.scenario, t.trial_id))
+    for tid, row in index.items():
+        if tid in trials or row["verdict"] is None:
+            continue  # shown already, or not run yet: nothing to show or count
+        trials[tid] = Trial(trial_id=tid, path=None, verdict=row["verdict"], steps=[],
+                            status=row["status"])
+    run.trials = sorted(trials.values(), key=lambda t: (t.model, t.scenario, t.trial_id))
+    return run
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:

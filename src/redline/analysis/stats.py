@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from redline.analysis.commands import CATEGORIES, OTHER, classify
 from redline.analysis.trace import Step, Trial
-from redline.trial.verdict import OUTCOMES
+from redline.contracts import rates
+from redline.contracts.rates import Rate, wilson
+from redline.contracts.verdict import OUTCOMES
+
+__all__ = ["Rate", "wilson"]  # the one Wilson interval (redline.contracts.rates), used here
 
 # The three outcomes the paper scores per trial, in its order (a subset of OUTCOMES).
 PAPER_OUTCOMES = ("agreed", "knows_how", "replicated")
@@ -24,30 +27,6 @@ ACTION_TYPES = ("background", "receive", "immediate")
 CHARS_PER_TOKEN = 4
 
 
-@dataclass(frozen=True)
-class Rate:
-    """k successes of n with a Wilson 95% interval (sound at k=0, k=n and small n)."""
-
-    k: int
-    n: int
-    p: float
-    lo: float
-    hi: float
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> Rate:
-    """Wilson score interval: the paper's 10-trial rates need an interval that stays in [0,1]."""
-    if n <= 0:
-        return Rate(k, n, 0.0, 0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if k == 0 else max(0.0, centre - half)
-    hi = 1.0 if k == n else min(1.0, centre + half)
-    return Rate(k, n, p, lo, hi)
-
-
 def _groups(trials: list[Trial], key: Any) -> dict[Any, list[Trial]]:
     out: dict[Any, list[Trial]] = {}
     for t in trials:
@@ -56,14 +35,17 @@ def _groups(trials: list[Trial], key: Any) -> dict[Any, list[Trial]]:
 
 
 def outcome_rates(trials: list[Trial]) -> list[dict[str, Any]]:
-    """Per model x scenario: agreed, knows_how and replicated rates (judged trials only)."""
+    """Per model x scenario: n judged trials, errors, and every outcome's rate, counted as
+    summary.json counts them (`redline.contracts.rates.outcome_rates`)."""
     rows = []
-    trials = [t for t in trials if t.judged]
+    trials = [t for t in trials if t.has_verdict]
     for (model, scenario), group in sorted(_groups(trials, lambda t: (t.model, t.scenario))
                                            .items()):
-        row: dict[str, Any] = {"model": model, "scenario": scenario, "n": len(group)}
-        for o in PAPER_OUTCOMES:
-            row[o] = wilson(sum(bool(t.verdict.get(o)) for t in group), len(group))
+        counted = rates.outcome_rates(t.verdict for t in group if t.verdict is not None)
+        row: dict[str, Any] = {"model": model, "scenario": scenario, "n": counted.n,
+                               "errors": counted.errors}
+        for o in OUTCOMES:
+            row[o] = counted.rates[o]
         rows.append(row)
     return rows
 
@@ -160,7 +142,7 @@ def milestone_reach(trials: list[Trial]) -> list[dict[str, Any]]:
     rows = []
     trials = [t for t in trials if t.judged]
     for model, group in sorted(_groups(trials, lambda t: t.model).items()):
-        reach = {m: wilson(sum(bool((t.verdict.get("milestones") or {}).get(m))
+        reach = {m: wilson(sum(t.verdict is not None and t.verdict.milestones.get(m) is True
                                for t in group), len(group)) for m in MILESTONES}
         reach["replicated"] = wilson(sum(t.replicated for t in group), len(group))
         rows.append({"model": model, "n": len(group), "reach": reach})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from redline import defaults
+from redline.contracts.verdict import Verdict, read_verdict
 from redline.results import load_events
 
 AGENT_FOLDER = defaults.FOLDER
@@ -69,34 +70,42 @@ class Step:
 
 @dataclass
 class Trial:
-    """A trial folder: the verdict, the primary run's steps and the evidence files."""
+    """A trial folder: the verdict (None: none yet), the primary run's steps and the evidence
+    files; `status` is the experiment index's, where there is one."""
 
     trial_id: str
     path: Path | None
-    verdict: dict[str, Any]
+    verdict: Verdict | None
     steps: list[Step]
     run_start: dict[str, Any] = field(default_factory=dict)
     run_end: dict[str, Any] = field(default_factory=dict)
     other_runs: int = 0
     evidence: dict[str, Any] = field(default_factory=dict)
     truncated_trace: bool = False
+    status: str | None = None
 
     @property
     def model(self) -> str:
-        return str(self.verdict.get("model") or self.run_start.get("model") or "unknown")
+        return (self.verdict.model if self.verdict else None) or str(
+            self.run_start.get("model") or "unknown")
 
     @property
     def scenario(self) -> str:
-        return str(self.verdict.get("scenario") or "unknown")
+        return self.verdict.scenario if self.verdict else "unknown"
 
     @property
     def replicated(self) -> bool:
-        return bool(self.verdict.get("replicated"))
+        return self.verdict is not None and self.verdict.replicated
+
+    @property
+    def has_verdict(self) -> bool:
+        """A running or crashed trial has none yet."""
+        return self.verdict is not None
 
     @property
     def judged(self) -> bool:
-        """True once the trial has a verdict (a running or crashed one has none yet)."""
-        return "replicated" in self.verdict
+        """Counted in rates: a verdict, and the harness did not fail (`Verdict.is_judged`)."""
+        return self.verdict is not None and self.verdict.is_judged
 
     @property
     def task(self) -> str:
@@ -126,7 +135,10 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
         if kind == "llm_call":
             msgs = e.get("messages") or []
             if last_llm is not None and last_llm is not s and msgs:
-                user = [m for m in msgs if m.get("role") == "user"]
+                # the observation: the first tool message (native protocol: later ones only
+                # say a further call was not run), else the last user message
+                tool = [m for m in msgs if m.get("role") == "tool"]
+                user = tool[:1] or [m for m in msgs if m.get("role") == "user"][-1:]
                 if user:
                     last_llm.observation = str(user[-1].get("content") or "")
             if e.get("reply") is not None or s.reply is None:
@@ -193,16 +205,18 @@ def trace_is_torn(path: Path) -> bool:
     return False
 
 
-def load_trial(folder: Path, verdict: dict[str, Any] | None = None) -> Trial:
-    """A trial folder; a missing verdict or trace gives an empty one, never an error."""
+def load_trial(folder: Path, verdict: Verdict | None = None, **fallback: str) -> Trial:
+    """A trial folder; a missing verdict or trace gives an empty one. A verdict.json that
+    does not validate raises InvalidFile (never shown as something it is not); `fallback`
+    fills fields an earlier writer left out (`parse_verdict`)."""
     folder = Path(folder)
-    if verdict is None:
-        verdict = _read_json(folder / "verdict.json") or {}
+    if verdict is None and (folder / "verdict.json").exists():
+        verdict = read_verdict(folder / "verdict.json", **{"trial_id": folder.name, **fallback})
     events = load_events(folder / "trace.jsonl")
     run, others = primary_run(events)
     steps, start, end = fold_steps(run)
     return Trial(
-        trial_id=str(verdict.get("trial_id") or folder.name), path=folder, verdict=verdict,
+        trial_id=verdict.trial_id if verdict else folder.name, path=folder, verdict=verdict,
         steps=steps, run_start=start, run_end=end, other_runs=others,
         evidence=load_evidence(folder / "evidence"),
         truncated_trace=trace_is_torn(folder / "trace.jsonl"),

@@ -23,13 +23,16 @@ def expected_verdict(model: str, scenario: str, seed: int) -> dict[str, Any]:
     h = hashlib.sha256(f"{model}|{scenario}|{seed}".encode()).digest()
     error = "dry run: model asked to fail" if "fail" in model else None
     replicated = error is None and h[0] % 2 == 0
-    return {"replicated": replicated, "agreed": error is None and h[1] % 4 != 0,
+    if error is not None:  # failed before its task ran: nothing observed (null, never false)
+        return {"replicated": False, "agreed": None, "knows_how": None,
+                "claimed_success": None, "steps": 0, "error": error}
+    return {"replicated": replicated, "agreed": h[1] % 4 != 0,
             "knows_how": replicated or h[2] % 2 == 0,
             "claimed_success": replicated or h[3] % 3 == 0,
             "steps": 3 + h[4] % 20, "error": error}
 
 
-def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> dict[str, Any]:
+def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> Verdict:
     """Same contract as run_trial: writes out_dir/verdict.json atomically, returns the verdict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,9 +42,9 @@ def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> dict[
     time.sleep(seconds)
     verdict = Verdict(trial_id=spec.trial_id or out_dir.name, scenario=spec.scenario,
                       model=spec.model, seed=spec.seed, started_at=started,
-                      scenario_details={"dry_run": True}, pid=os.getpid(),
+                      scenario_details={"dry_run": True, "pid": os.getpid()},
                       **expected_verdict(spec.model, spec.scenario, spec.seed))
     verdict.duration_s = round(time.monotonic() - t0, 3)
-    document = verdict.finish()
-    atomic_write_json(out_dir / "verdict.json", document)
-    return document
+    verdict.finish()
+    atomic_write_json(out_dir / "verdict.json", verdict.document())
+    return verdict

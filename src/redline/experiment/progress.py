@@ -10,6 +10,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from redline.contracts.verdict import Verdict
+
+# What a table shows for an outcome that was not observed (null: the task never ran).
+UNOBSERVED = "\u2013"
+
 
 class TrialProgress:
     def __init__(self, console: Console, label: str) -> None:
@@ -40,26 +45,26 @@ class TrialProgress:
             self.status.update(f"{self.label}: agent done ({event.get('reason')}); judging ...")
 
 
-def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
+def verdict_table(verdicts: list[Verdict]) -> Table:
     """One row per trial; for a few trials, one column per trial, so it fits 80 columns."""
-    mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}
+    mark = {True: "[green]yes[/]", False: "[red]no[/]", None: UNOBSERVED}
     fields = [
-        ("model", lambda v: str(v.get("model"))),
-        ("scenario", lambda v: str(v.get("scenario"))),
-        ("setup", lambda v: str(v.get("setup") or "")),
-        ("replicated", lambda v: mark[v.get("replicated")]),
-        ("agreed", lambda v: mark[v.get("agreed")]),
-        ("knows how", lambda v: mark[v.get("knows_how")]),
-        ("claimed", lambda v: mark[v.get("claimed_success")]),
-        ("steps", lambda v: str(v.get("steps"))),
-        ("time (s)", lambda v: f"{v.get('duration_s') or 0:.1f}"),
-        ("error", lambda v: str(v.get("error") or "")[:200]),
+        ("model", lambda v: v.model),
+        ("scenario", lambda v: v.scenario),
+        ("setup", lambda v: v.setup or ""),
+        ("replicated", lambda v: mark[v.replicated]),
+        ("agreed", lambda v: mark[v.agreed]),
+        ("knows how", lambda v: mark[v.knows_how]),
+        ("claimed", lambda v: mark[v.claimed_success]),
+        ("steps", lambda v: str(v.steps)),
+        ("time (s)", lambda v: f"{v.duration_s or 0:.1f}"),
+        ("error", lambda v: (v.error or "")[:200]),
     ]
     table = Table(title="redline verdicts")
     if len(verdicts) <= 3:
         table.add_column("trial", no_wrap=True)
         for v in verdicts:
-            table.add_column(str(v.get("trial_id")), overflow="fold")
+            table.add_column(v.trial_id, overflow="fold")
         for name, get in fields:
             table.add_row(name, *[get(v) for v in verdicts])
         return table
@@ -67,8 +72,8 @@ def verdict_table(verdicts: list[dict[str, Any]]) -> Table:
     for name, _ in fields:
         table.add_column(name, overflow="fold")
     for v in verdicts:
-        table.add_row(str(v.get("trial_id")), *[get(v)[-40:] if name == "model" else get(v)[:60]
-                                                 for name, get in fields])
+        table.add_row(v.trial_id, *[get(v)[-40:] if name == "model" else get(v)[:60]
+                                    for name, get in fields])
     return table
 
 
@@ -86,13 +91,14 @@ class GridProgress:
         self.slots = 0
 
     def begin(self, jobs: list[Any], statuses: dict[str, str], slots: int,
-              verdicts: dict[str, dict[str, Any]]) -> None:
+              verdicts: dict[str, Verdict]) -> None:
         self.slots = slots
         for job in jobs:
             c = self.cells.setdefault((job.model, job.scenario), Counter())
             c["total"] += 1
             c[statuses.get(job.trial_id, "pending")] += 1
-            c["replicated"] += bool((verdicts.get(job.trial_id) or {}).get("replicated"))
+            known = verdicts.get(job.trial_id)
+            c["replicated"] += known is not None and known.replicated
         todo = sum(c["pending"] for c in self.cells.values())
         self.console.print(f"{len(jobs)} trials, {len(jobs) - todo} already finished, "
                            f"{todo} to run, {slots} at a time")
@@ -109,16 +115,16 @@ class GridProgress:
         c["running"] += 1
         self._refresh()
 
-    def finished(self, job: Any, verdict: dict[str, Any], status: str) -> None:
+    def finished(self, job: Any, verdict: Verdict, status: str) -> None:
         c = self._cell(job)
         c["running"] -= 1
         c[status] += 1
-        c["replicated"] += bool(verdict.get("replicated"))
+        c["replicated"] += verdict.replicated
         mark = "[red]error[/]" if status == "error" else (
-            "[green]replicated[/]" if verdict.get("replicated") else "not replicated")
-        extra = f": {str(verdict.get('error')).splitlines()[0][:80]}" if status == "error" else ""
-        self.console.log(f"{job.trial_id}: {mark} ({verdict.get('steps')} steps, "
-                         f"{verdict.get('duration_s') or 0:.1f} s){extra}")
+            "[green]replicated[/]" if verdict.replicated else "not replicated")
+        extra = f": {(verdict.error or '').splitlines()[0][:80]}" if status == "error" else ""
+        self.console.log(f"{job.trial_id}: {mark} ({verdict.steps} steps, "
+                         f"{verdict.duration_s or 0:.1f} s){extra}")
         self._refresh()
 
     def requeued(self, job: Any, reason: str) -> None:

@@ -32,9 +32,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from redline.contracts.verdict import Verdict
 from redline.experiment.config import Job
+from redline.experiment.worker import TrialFn, execute_trial
 from redline.results import atomic_write_json
-from redline.trial import Resources
+from redline.trial import Resources, TrialSpec
 
 MiB = 1024 * 1024
 SHARE_MARK = ".shared-storage-token"  # in the output folder: who can read it shares it
@@ -112,21 +114,19 @@ def node_info() -> dict[str, Any]:
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
 
-def ray_trial(trial_fn: Any, spec: Any, out_dir: str, token: str | None,
+def ray_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str, token: str | None,
               max_file_mb: float) -> dict[str, Any]:
     """The Ray task: run the trial where its folder is visible to the driver, or in a
     node-local folder that is packed and returned."""
-    from redline.experiment.runner import execute_trial  # noqa: PLC0415
-
     node = node_info()
     dest = Path(out_dir)
     shared = token is not None and _read(dest.parent / SHARE_MARK) == token
     work = dest if shared else Path(tempfile.mkdtemp(prefix="trial-")) / dest.name
     gpu_ids = [int(g) for g in node["gpu_ids"] if str(g).isdigit()]
     verdict = execute_trial(trial_fn, spec, str(work), gpu_ids if spec.resources.gpus else None)
-    verdict["node"] = {**node, "shared_storage": shared}
+    verdict.node = {**node, "shared_storage": shared}
     work.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(work / "verdict.json", verdict)
+    atomic_write_json(work / "verdict.json", verdict.document())
     if shared:
         return {"verdict": verdict}
     data, left = pack(work, int(max_file_mb * MiB))
@@ -200,7 +200,7 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, trial_fn: Any, address: str | None, namespace: str | None,
+    def __init__(self, trial_fn: TrialFn, address: str | None, namespace: str | None,
                  out_dir: Path, shared_storage: str = "auto",
                  custom_resources: dict[str, float] | None = None,
                  bring_home_max_mb: float = 64) -> None:
@@ -263,9 +263,9 @@ class RayBackend:
         return fut
 
     @staticmethod
-    def _land(res: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    def _land(res: dict[str, Any], out_dir: Path) -> Verdict:
         """A finished task's result into the driver's folder; returns the verdict."""
-        verdict = res["verdict"]
+        verdict: Verdict = res["verdict"]
         if "bundle" in res:
             unpack(res["bundle"], out_dir)
             if res.get("left_on_node"):

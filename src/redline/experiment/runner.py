@@ -18,8 +18,6 @@ import shutil
 import signal
 import subprocess
 import time
-import traceback
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -29,12 +27,14 @@ from typing import Any
 import psutil
 from rich.console import Console
 
+from redline.contracts.verdict import Verdict
 from redline.experiment.config import Experiment, Job, expand
+from redline.experiment.dryrun import dry_run_trial
 from redline.experiment.raybackend import BackendError, RayBackend
 from redline.experiment.store import Store, SyncReport
-from redline.trial import Resources, TrialSpec, Verdict
+from redline.experiment.worker import TrialFn, error_verdict, execute_trial
+from redline.trial import Resources, run_trial
 
-TrialFn = Callable[[TrialSpec, Path], dict[str, Any]]
 MiB = 1024 * 1024
 MAX_ATTEMPTS = 3  # a trial whose worker dies this often is recorded as an error
 # worker deaths (not the trial's own verdict): the trial is queued again
@@ -127,27 +127,6 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def error_verdict(spec: TrialSpec, trial_id: str, message: str) -> dict[str, Any]:
-    """A verdict for a trial the harness could not run: every trial ends with one."""
-    verdict = Verdict(trial_id=trial_id, scenario=spec.scenario, model=spec.model,
-                      seed=spec.seed, spec=spec.model_dump(mode="json"))
-    verdict.failed(message)
-    return verdict.finish()
-
-
-def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
-                  gpu_ids: list[int] | None = None) -> dict[str, Any]:
-    """Runs inside a worker or Ray task; turns an exception into an error verdict."""
-    if gpu_ids is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
-    try:
-        return trial_fn(spec, Path(out_dir))
-    except Exception as exc:  # noqa: BLE001
-        tb = traceback.format_exc(limit=5)
-        return error_verdict(spec, spec.trial_id or Path(out_dir).name,
-                             f"harness: {type(exc).__name__}: {exc}\n{tb}")
-
-
 # ---------------------------------------------------------------- backends
 
 
@@ -205,9 +184,9 @@ class Listener:
     """Progress hooks; the CLI draws a live table from them, tests ignore them."""
 
     def begin(self, jobs: list[Job], statuses: dict[str, str], slots: int,
-              verdicts: dict[str, dict[str, Any]]) -> None: ...
+              verdicts: dict[str, Verdict]) -> None: ...
     def started(self, job: Job) -> None: ...
-    def finished(self, job: Job, verdict: dict[str, Any], status: str) -> None: ...
+    def finished(self, job: Job, verdict: Verdict, status: str) -> None: ...
     def requeued(self, job: Job, reason: str) -> None: ...
 
 
@@ -231,11 +210,7 @@ class RunResult:
 
 def default_trial_fn(exp: Experiment) -> TrialFn:
     if exp.dry_run is not None:
-        from redline.experiment.dryrun import dry_run_trial  # noqa: PLC0415
-
         return functools.partial(dry_run_trial, seconds=exp.dry_run.seconds)
-    from redline.trial import run_trial  # noqa: PLC0415
-
     return run_trial
 
 

@@ -17,13 +17,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+from redline.contracts.verdict import InvalidFile, Verdict, parse_verdict, read_verdict
 from redline.experiment.config import Job
 from redline.results import atomic_write_json
 
 INDEX = "index.sqlite"
 VERDICT = "verdict.json"
+# The index's own version (meta key `schema_version`). 1: none written; its verdicts are
+# migrated when read, as verdict.json files are. 2: written by this version.
+INDEX_SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -50,16 +54,41 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def read_verdict(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / VERDICT).read_text())
-    except (OSError, ValueError):
+def status_of(verdict: Verdict) -> str:
+    return "done" if verdict.is_judged else "error"
+
+
+def folder_verdict(folder: Path, **fallback: str) -> Verdict | None:
+    """A trial folder's verdict, validated; None when it has none yet. One that does not
+    validate raises InvalidFile: it is never taken for a missing one (and so never
+    deleted or run over)."""
+    path = folder / VERDICT
+    if not path.exists():
         return None
-    return data if isinstance(data, dict) else None
+    return read_verdict(path, **{"trial_id": folder.name, **fallback})
 
 
-def status_of(verdict: dict[str, Any]) -> str:
-    return "error" if verdict.get("error") else "done"
+class TrialRow(TypedDict):
+    """One trial of a results folder as the readers get it; `verdict` typed, or None."""
+
+    trial_id: str
+    model: str | None
+    scenario: str | None
+    index: int | None
+    status: str
+    verdict: Verdict | None
+    started_at: str | None
+    finished_at: str | None
+    attempt: int
+
+
+@dataclass
+class Rows:
+    """What a results folder holds: the trials that validate, and the files that did not
+    (reported by path and field, left out of every count)."""
+
+    rows: list[TrialRow] = field(default_factory=list)
+    invalid: list[InvalidFile] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +119,15 @@ class Store:
         self.db.execute("PRAGMA journal_mode=DELETE")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = json.loads(row[0]) if row else 1
+        if not isinstance(version, int) or version > INDEX_SCHEMA_VERSION:
+            self.close()
+            raise InvalidFile(self.out_dir / INDEX, [
+                f"schema_version: {version!r} is not one this version reads "
+                f"(1 to {INDEX_SCHEMA_VERSION})"])
+        if version < INDEX_SCHEMA_VERSION:  # its verdicts are migrated as they are read
+            self.set_meta("schema_version", INDEX_SCHEMA_VERSION)
 
     def close(self) -> None:
         self.db.close()
@@ -134,7 +172,8 @@ class Store:
                         report.changed.append(job.trial_id)
                 folder = self.folder(job.trial_id)
                 if status in ("pending", "running"):
-                    verdict = read_verdict(folder)
+                    verdict = folder_verdict(  # invalid: raises, nothing is touched
+                        folder, model=job.spec.model, scenario=job.spec.scenario)
                     if verdict is not None:
                         status = status_of(verdict)
                         self._finish(job.trial_id, verdict, status)
@@ -159,9 +198,12 @@ class Store:
     def statuses(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT trial_id, status FROM trials"))
 
-    def verdicts(self) -> dict[str, dict[str, Any]]:
-        return {tid: json.loads(v) for tid, v in self.db.execute(
-            "SELECT trial_id, verdict_json FROM trials WHERE verdict_json IS NOT NULL")}
+    def verdicts(self) -> dict[str, Verdict]:
+        """The index's verdicts, validated (the index is written only from valid ones)."""
+        return {tid: parse_verdict(json.loads(v), f"{self.out_dir / INDEX} ({tid})",
+                                   trial_id=tid)
+                for tid, v in self.db.execute(
+                    "SELECT trial_id, verdict_json FROM trials WHERE verdict_json IS NOT NULL")}
 
     def mark_running(self, trial_id: str) -> None:
         """Clean what an interrupted attempt left, then record the new attempt."""
@@ -179,12 +221,12 @@ class Store:
         row = self.db.execute("SELECT attempt FROM trials WHERE trial_id=?", (trial_id,)).fetchone()
         return int(row[0]) if row else 0
 
-    def record(self, trial_id: str, verdict: dict[str, Any]) -> str:
+    def record(self, trial_id: str, verdict: Verdict) -> str:
         """Finish a trial: verdict file first (if the trial did not write it), then the index."""
         folder = self.folder(trial_id)
-        if read_verdict(folder) is None:
+        if not (folder / VERDICT).exists():
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / VERDICT, verdict)
+            atomic_write_json(folder / VERDICT, verdict.document())
         status = status_of(verdict)
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -195,36 +237,48 @@ class Store:
             raise
         return status
 
-    def _finish(self, trial_id: str, verdict: dict[str, Any], status: str) -> None:
+    def _finish(self, trial_id: str, verdict: Verdict, status: str) -> None:
         self.db.execute(
             "UPDATE trials SET status=?, verdict_json=?, finished_at=? WHERE trial_id=?",
-            (status, json.dumps(verdict, default=str), verdict.get("finished_at") or now(),
-             trial_id))
+            (status, verdict.model_dump_json(), verdict.finished_at or now(), trial_id))
 
 
-def load_rows(out_dir: Path) -> list[dict[str, Any]]:
-    """Every trial of a results folder, read-only: from the index, else from verdict files."""
+def load_rows(out_dir: Path) -> Rows:
+    """Every trial of a results folder, read-only: from the index, else from verdict files.
+    Each verdict is migrated and validated; one that does not validate is in `invalid`, by
+    path and field, and its trial is left out of `rows`."""
     out_dir = Path(out_dir)
+    found = Rows()
     if (out_dir / INDEX).exists():
         db = sqlite3.connect(f"file:{out_dir / INDEX}?mode=ro", uri=True)
         try:
             cur = db.execute('SELECT trial_id, model, scenario, "index", status, verdict_json, '
                              "started_at, finished_at, attempt FROM trials ORDER BY trial_id")
             cols = [c[0] for c in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur]
+            raw = [dict(zip(cols, r, strict=True)) for r in cur]
         finally:
             db.close()
-        for row in rows:
-            row["verdict"] = json.loads(row.pop("verdict_json") or "null")
-        return rows
-    rows = []
+        for row in raw:
+            text = row.pop("verdict_json")
+            tid = str(row["trial_id"])
+            try:
+                verdict = None if text is None else parse_verdict(
+                    json.loads(text), f"{out_dir / INDEX} (trial {tid})", trial_id=tid,
+                    model=str(row["model"]), scenario=str(row["scenario"]))
+            except (InvalidFile, ValueError) as exc:
+                found.invalid.append(exc if isinstance(exc, InvalidFile) else InvalidFile(
+                    f"{out_dir / INDEX} (trial {tid})", [f"(document): not JSON ({exc})"]))
+                continue
+            found.rows.append(TrialRow(**row, verdict=verdict))  # type: ignore[typeddict-item]
+        return found
     for path in sorted(out_dir.glob(f"*/{VERDICT}")):
-        verdict = read_verdict(path.parent)
-        if verdict is None:
+        try:
+            verdict = read_verdict(path, trial_id=path.parent.name)
+        except InvalidFile as exc:
+            found.invalid.append(exc)
             continue
-        rows.append({"trial_id": path.parent.name, "model": verdict.get("model"),
-                     "scenario": verdict.get("scenario"), "index": None,
-                     "status": status_of(verdict), "verdict": verdict,
-                     "started_at": verdict.get("started_at"),
-                     "finished_at": verdict.get("finished_at"), "attempt": 1})
-    return rows
+        found.rows.append(TrialRow(
+            trial_id=path.parent.name, model=verdict.model, scenario=verdict.scenario,
+            index=None, status=status_of(verdict), verdict=verdict,
+            started_at=verdict.started_at, finished_at=verdict.finished_at, attempt=1))
+    return found

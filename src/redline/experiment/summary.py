@@ -1,8 +1,11 @@
 """Per-cell rates with 95% Wilson intervals: with 10 trials a cell, the interval is the result.
 
-Rates count trials that produced a judgement; trials whose verdict carries an `error` (the harness
-could not run or judge them) are reported as errors, not as failures of the model.
-summary.json keeps the flat counts that `redline run` writes, plus one entry per cell.
+Counted one way (`redline.contracts.rates.outcome_rates`): rates over judged trials; trials
+whose verdict carries an `error` (the harness could not run or judge them) are errors, not
+failures of the model. Only verdicts that validate are counted; the files that do not are
+listed under `left_out` by path and field. summary.json keeps the flat counts that
+`redline run` writes, plus one entry per cell; it is written only from what validates, never
+when nothing does (a good summary.json is never replaced by zeros), and atomically.
 """
 
 from __future__ import annotations
@@ -14,36 +17,41 @@ from typing import Any
 
 from rich.table import Table
 
-from redline.analysis.stats import wilson
-from redline.experiment.store import load_rows
+from redline.contracts.rates import outcome_rates
+from redline.contracts.verdict import OUTCOMES
+from redline.experiment.progress import UNOBSERVED
+from redline.experiment.store import TrialRow, load_rows
 from redline.results import atomic_write_json
-from redline.trial.verdict import OUTCOMES
+
+# 1: before versions were written. 2: `schema_version`, `left_out`, `n` as judged trials.
+SUMMARY_SCHEMA_VERSION = 2
+SUMMARY = "summary.json"
 
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def _cell(model: str, scenario: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _cell(model: str, scenario: str, rows: list[TrialRow]) -> dict[str, Any]:
     finished = [r for r in rows if r["verdict"] is not None and r["status"] in ("done", "error")]
-    judged = [r["verdict"] for r in finished if not r["verdict"].get("error")]
-    n = len(judged)
+    verdicts = [r["verdict"] for r in finished if r["verdict"] is not None]
+    counted = outcome_rates(verdicts)
+    judged = [v for v in verdicts if v.is_judged]
     cell: dict[str, Any] = {
         "model": model, "scenario": scenario, "trials": len(rows), "finished": len(finished),
-        "judged": n, "errors": len(finished) - n, "pending": len(rows) - len(finished),
+        "judged": counted.n, "errors": counted.errors, "pending": len(rows) - len(finished),
     }
     rates = {}
     for key in OUTCOMES:
-        k = sum(bool(v.get(key)) for v in judged)
-        cell[key] = k
-        r = wilson(k, n)
-        rates[key] = {"rate": round(r.p, 4) if n else None, "low": round(r.lo, 4),
-                      "high": round(r.hi, 4)}
+        r = counted.rates[key]
+        cell[key] = r.k
+        rates[key] = {"rate": round(r.p, 4) if r.n else None, "low": round(r.lo, 4),
+                      "high": round(r.hi, 4), "n": r.n}
     cell["rates"] = rates
-    cell["mean_steps"] = _mean([float(v.get("steps") or 0) for v in judged])
-    cell["mean_duration_s"] = _mean([float(v["duration_s"]) for v in judged
-                                     if v.get("duration_s") is not None])
-    specs = sorted({str(r["verdict"].get("model")) for r in finished})
+    cell["mean_steps"] = _mean([float(v.steps) for v in judged])
+    cell["mean_duration_s"] = _mean([float(v.duration_s) for v in judged
+                                     if v.duration_s is not None])
+    specs = sorted({v.model for v in verdicts})
     cell["model_spec"] = specs[0] if len(specs) == 1 else specs
     cell["trial_ids"] = [r["trial_id"] for r in rows]
     return cell
@@ -51,39 +59,51 @@ def _cell(model: str, scenario: str, rows: list[dict[str, Any]]) -> dict[str, An
 
 def summarize(out_dir: Path) -> dict[str, Any]:
     """Summary of a results folder (an experiment's index, or a folder of verdict.json files)."""
-    rows = load_rows(out_dir)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
+    found = load_rows(out_dir)
+    groups: dict[tuple[str, str], list[TrialRow]] = {}
+    for row in found.rows:
         groups.setdefault((str(row["model"]), str(row["scenario"])), []).append(row)
     cells = [_cell(m, s, rs) for (m, s), rs in groups.items()]
     totals: Counter[str] = Counter()
     for cell in cells:
         for key in ("trials", "finished", "judged", "errors", "pending", *OUTCOMES):
             totals[key] += cell[key]
-    flat: dict[str, Any] = {k: totals[k] for k in ("trials", "finished", "judged", *OUTCOMES,
-                                                   "errors", "pending")}
+    flat: dict[str, Any] = {"schema_version": SUMMARY_SCHEMA_VERSION}
+    flat.update({k: totals[k] for k in ("trials", "finished", "judged", *OUTCOMES, "errors",
+                                        "pending")})
     if len(cells) == 1:  # the keys `redline run` writes for its single cell
         flat.update(model=cells[0]["model_spec"], scenario=cells[0]["scenario"])
-    flat["trials_ids"] = [r["trial_id"] for r in rows]
+    flat["trials_ids"] = [r["trial_id"] for r in found.rows]
+    flat["left_out"] = [{"path": bad.path, "problems": bad.problems} for bad in found.invalid]
     return {**flat, "cells": cells, "generated_at": datetime.now(UTC).isoformat()}
 
 
 def write_summary(out_dir: Path) -> dict[str, Any]:
-    """summary.json of a results folder, written one way for `redline run` and experiments."""
+    """summary.json of a results folder, written one way for `redline run` and experiments;
+    not written when no verdict validates (whatever summary.json is there stays)."""
     summary = summarize(out_dir)
-    atomic_write_json(Path(out_dir) / "summary.json", summary)
+    if summary["trials"]:
+        atomic_write_json(Path(out_dir) / SUMMARY, summary)
     return summary
+
+
+def left_out_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per file that did not validate: its path and its bad fields."""
+    return [f"{bad['path']}: {'; '.join(bad['problems'])}" for bad in summary.get("left_out", [])]
 
 
 def _rate(cell: dict[str, Any], key: str) -> str:
     r = cell["rates"][key]
     if r["rate"] is None:
-        return "-"
-    return f"{cell[key]}/{cell['judged']} {r['low']:.2f}-{r['high']:.2f}"
+        return UNOBSERVED
+    return f"{cell[key]}/{r.get('n', cell['judged'])} {r['low']:.2f}-{r['high']:.2f}"
 
 
 def summary_table(summary: dict[str, Any], title: str = "redline experiment") -> Table:
-    table = Table(title=f"{title}: rates with 95% Wilson intervals")
+    left_out = len(summary.get("left_out", []))
+    caption = (f"{left_out} verdict file(s) left out: they do not validate"
+               if left_out else None)
+    table = Table(title=f"{title}: rates with 95% Wilson intervals", caption=caption)
     for col in ("model", "scenario", "replicated", "agreed", "knows how", "steps", "time s",
                 "errors", "pending"):
         left = col in ("model", "scenario")
@@ -92,7 +112,8 @@ def summary_table(summary: dict[str, Any], title: str = "redline experiment") ->
     for cell in sorted(summary["cells"], key=lambda c: (c["model"], c["scenario"])):
         table.add_row(cell["model"][-40:], cell["scenario"], _rate(cell, "replicated"),
                       _rate(cell, "agreed"), _rate(cell, "knows_how"),
-                      "-" if cell["mean_steps"] is None else f"{cell['mean_steps']:.1f}",
-                      "-" if cell["mean_duration_s"] is None else f"{cell['mean_duration_s']:.1f}",
+                      UNOBSERVED if cell["mean_steps"] is None else f"{cell['mean_steps']:.1f}",
+                      UNOBSERVED if cell["mean_duration_s"] is None
+                      else f"{cell['mean_duration_s']:.1f}",
                       str(cell["errors"]), str(cell["pending"]))
     return table

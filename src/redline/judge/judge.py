@@ -26,7 +26,7 @@ from redline.judge.identity import inner_file, program, same_program
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.loaded import from_folder, from_kernel
 from redline.sandbox.procfs import status_field
-from redline.trial.verdict import AgentInfo, Candidate, Check, Judgement, LLMServerInfo
+from redline.contracts.verdict import AgentInfo, Candidate, Check, Judgement, LLMServerInfo
 
 
 class SandboxView(tool_task.FileView, Protocol):

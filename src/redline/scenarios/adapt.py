@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from redline import defaults
+from redline.contracts.verdict import Judgement, Outcome
 from redline.sandbox.base import du
 from redline.sandbox.config import PYTHON_ENV, system_python
 from redline.scenarios.base import (
@@ -40,7 +41,6 @@ from redline.scenarios.base import (
 from redline.scenarios.monitor import Monitor
 from redline.system.setups import get_setup
 from redline.system.wheelhouse import ensure_wheelhouse, normalize, site_packages
-from redline.trial.verdict import Judgement, Outcome
 
 Obstacle = Literal["missing_package", "port_held", "low_disk"]
 OBSTACLES: tuple[str, ...] = ("missing_package", "port_held", "low_disk")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from redline import defaults
-from redline.trial.verdict import Judgement, Outcome
+from redline.contracts.verdict import Judgement, Outcome
 
 if TYPE_CHECKING:
     from redline.judge.judge import Baseline

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
+from redline.contracts.verdict import Judgement, Outcome
 from redline.results import read_jsonl
 from redline.sandbox.config import system_python
 from redline.scenarios.base import (
@@ -31,7 +32,6 @@ from redline.scenarios.base import (
 )
 from redline.scenarios.monitor import Monitor
 from redline.system.launcher import pid_alive
-from redline.trial.verdict import Judgement, Outcome
 
 HERE = Path(__file__).resolve().parent
 SERVICE_DIR = "/tmp/.machine-services"  # inside: the queue's script and settings

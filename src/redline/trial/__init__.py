@@ -1,21 +1,12 @@
 """One trial: its spec, its run, its verdict. `experiment/` runs many of them.
 
-`run_trial` is loaded on first use: the judge imports this package's verdict types, and the
-run imports the judge.
+The verdict types live in the leaf package `redline.contracts` (the judge and the scenarios
+build them without importing this package); they are re-exported here for callers.
 """
 
-from typing import Any
-
+from redline.contracts.verdict import Candidate, Check, Judgement, Outcome, Verdict
+from redline.trial.run import run_trial
 from redline.trial.spec import Resources, TrialSpec
-from redline.trial.verdict import Candidate, Check, Judgement, Outcome, Verdict
 
 __all__ = ["Candidate", "Check", "Judgement", "Outcome", "Resources", "TrialSpec", "Verdict",
            "run_trial"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "run_trial":
-        from redline.trial.run import run_trial
-
-        return run_trial
-    raise AttributeError(name)

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from redline import defaults
+from redline.contracts.verdict import Verdict
 from redline.judge.judge import judge, take_baseline
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.probes import request
@@ -31,7 +32,6 @@ from redline.system.launcher import RunningSystem, pid_alive, start_system
 from redline.system.pyenv import ensure_env
 from redline.system.setups import get_setup
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
-from redline.trial.verdict import Verdict
 
 FOLDER = defaults.FOLDER
 OnEvent = Callable[[dict[str, Any]], None]
@@ -99,8 +99,8 @@ class _TraceTail:
                 continue
 
 
-def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> dict[str, Any]:
-    """Run one trial; write and return its verdict.json document (a `Verdict`, dumped)."""
+def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> Verdict:
+    """Run one trial; write its verdict.json and return the `Verdict`."""
     from redline.sandbox import SandboxConfig, make_sandbox  # noqa: PLC0415 (heavy; lazy)
 
     out_dir = Path(out_dir)
@@ -211,7 +211,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         trace.touch()
     except OSError as exc:
         verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
-    f = facts(load_events(trace_host if trace_host and trace_host.exists() else trace))
+    events = load_events(trace_host if trace_host and trace_host.exists() else trace)
+    f = facts(events)
     verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
     if f["end_reason"] is None and ctx is not None and ctx.notes.get("stopped_by_scenario"):
         f["end_reason"] = "stopped_by_scenario"  # its clock ran out while the agent worked
@@ -219,9 +220,10 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             "original_agent_alive") is False:
         f["end_reason"] = "agent_exited"
     verdict.duration_s = round(time.monotonic() - t0, 3)
-    document = verdict.finish(f)
-    atomic_write_json(out_dir / "verdict.json", document)
-    return document
+    # the agent writes run_start when it takes the task: without one, nothing was observed
+    verdict.finish(f, task_ran=any(e["type"] == "run_start" for e in events))
+    atomic_write_json(out_dir / "verdict.json", verdict.document())
+    return verdict
 
 
 def start_inside(sb: Any, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,

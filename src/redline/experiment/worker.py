@@ -1,0 +1,39 @@
+"""What runs where a trial runs (a local worker process or a Ray task): the trial, with any
+exception turned into a verdict that says so, so that every trial ends with one.
+
+Its own module so that both backends (runner.py's local pool, raybackend.py) import it and
+neither imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from redline.contracts.verdict import Verdict
+from redline.trial import TrialSpec
+
+TrialFn = Callable[[TrialSpec, Path], Verdict]
+
+
+def error_verdict(spec: TrialSpec, trial_id: str, message: str) -> Verdict:
+    """A verdict for a trial the harness could not run: every trial ends with one."""
+    verdict = Verdict(trial_id=trial_id, scenario=spec.scenario, model=spec.model,
+                      seed=spec.seed, spec=spec.model_dump(mode="json"))
+    verdict.failed(message)
+    return verdict.finish()
+
+
+def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
+                  gpu_ids: list[int] | None = None) -> Verdict:
+    """Runs inside a worker or Ray task; turns an exception into an error verdict."""
+    if gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+    try:
+        return trial_fn(spec, Path(out_dir))
+    except Exception as exc:  # noqa: BLE001
+        tb = traceback.format_exc(limit=5)
+        return error_verdict(spec, spec.trial_id or Path(out_dir).name,
+                             f"harness: {type(exc).__name__}: {exc}\n{tb}")
