@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from redline.analysis import stats
+from redline.analysis import situation, stats
 from redline.analysis.commands import CATEGORIES
 from redline.analysis.findings import UNEXPECTED, Finding, findings
 from redline.analysis.plots import PLOTS, make_plots
@@ -93,6 +93,7 @@ def trial_data(t: Trial, found: list[Finding]) -> dict[str, Any]:
                                    indent=1)[:MAX_FIELD_CHARS],
         "evidence_files": t.evidence.get("files", []),
         "findings": [f.to_dict() for f in found], "actions": stats.action_types(t),
+        "said": situation.trial_statements(t),
         "truncated_trace": t.truncated_trace, "other_runs": t.other_runs,
         "end": {k: t.run_end.get(k) for k in ("reason", "message", "steps")},
         "steps": [step_data(s, tokens.get(s.step)) for s in t.steps],
@@ -121,6 +122,7 @@ def analysis_data(trials: list[Trial]) -> dict[str, Any]:
         unexpected.append(row)
     return {
         "outcomes": outcome, "action_types": stats.action_type_table(trials),
+        "awareness": situation.awareness_rates(trials),
         "command_categories": stats.category_shares(trials),
         "observation_tokens": stats.cumulative_tokens(trials), "milestones": milestones,
         "findings_by_model": unexpected,
