@@ -12,7 +12,7 @@ from rich.console import Console
 
 from redline import defaults
 from redline.analysis.cli import app as analysis_app
-from redline.analysis.cli import report_command
+from redline.analysis.cli import label_command, report_command
 from redline.experiment.cli import app as experiment_app
 from redline.sandbox.cli import app as sandbox_app
 from redline.system.cli import app as system_app
@@ -28,6 +28,8 @@ app.add_typer(experiment_app, name="experiment", help="Run grids of trials.")
 app.add_typer(analysis_app, name="export", help="Export trials to other log formats.")
 app.command("report", help="Write DIR/report.html and plots for a run or experiment folder.")(
     report_command)
+app.command("label", help="Label what each trial's model said with an LLM you name.")(
+    label_command)
 
 
 @app.command()
