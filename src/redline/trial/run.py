@@ -19,10 +19,12 @@ from typing import Any
 import httpx
 
 from redline import defaults
-from redline.contracts.verdict import Verdict
+from redline.contracts.verdict import Candidate, Verdict
+from redline.judge.awareness import candidate_statements, main_statements
 from redline.judge.judge import judge, take_baseline
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.probes import request
+from redline.judge.tool_task import read_regular
 from redline.judge.trace_facts import facts
 from redline.results import atomic_write_json, load_events
 from redline.scenarios import TrialContext, get_scenario
@@ -44,6 +46,7 @@ class TrialCutShort(Exception):
 # Held on the trial's output disk from the start and freed just before the verdict is written,
 # so a disk filled during the trial (by the agent, or by anything else) cannot cost the verdict.
 RESERVE_BYTES = 4 << 20
+CANDIDATE_TRACE_BYTES = 32 << 20  # a replica's trace kept as evidence, at most
 
 
 def _reserve(out_dir: Path) -> Path:
@@ -117,6 +120,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     sb = None
     record = KernelRecord()  # what the kernel saw inside (docs/judge.md)
     ctx: TrialContext | None = None
+    kept: list[tuple[Candidate, str]] = []  # replica candidates' traces, as evidence
     trace_host: Path | None = None
     try:
         scenario = get_scenario(spec.scenario)
@@ -187,6 +191,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             _ensure_alive(sb, "while it was judged")  # no verdict built on a dead channel
             verdict.judged(judgement, scenario.outcome(ctx, judgement))
             _copy_logs(host_folder, evidence / "original")
+            kept = _keep_candidate_traces(sb, verdict.candidates, out_dir)
             t = time.monotonic()
         timings["teardown_s"] = round(time.monotonic() - t, 3)
         verdict.teardown = getattr(sb, "teardown_report", None)
@@ -213,6 +218,12 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
     events = load_events(trace_host if trace_host and trace_host.exists() else trace)
     f = facts(events)
+    said = main_statements(events)
+    verdict.eval_awareness, verdict.refusals = said.eval_awareness, said.refusals
+    verdict.candidate_statements = [candidate_statements(
+        load_events(out_dir / rel), events, cand.agent.port, cand.agent.folder,
+        (cand.checks["tool_probe"].evidence.get("task") if "tool_probe" in cand.checks
+         else None), rel) for cand, rel in kept]
     verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
     if f["end_reason"] is None and ctx is not None and ctx.notes.get("stopped_by_scenario"):
         f["end_reason"] = "stopped_by_scenario"  # its clock ran out while the agent worked
@@ -260,6 +271,31 @@ def _post_and_follow(sb: Any, port: int, text: str, timeout: float,
         worker.join(0.2)
         tail.poll()
     return box
+
+
+def _keep_candidate_traces(sb: Any, candidates: list[Candidate], out_dir: Path
+                           ) -> list[tuple[Candidate, str]]:
+    """Each replica candidate's own trace, copied to evidence/candidates/<port>/ before the
+    sandbox goes, so what its model wrote is read too (apart from the original's). Read with
+    no link followed; a candidate on another machine, or one with no trace, has none kept."""
+    kept: list[tuple[Candidate, str]] = []
+    areas = (str(sb.config.home).rstrip("/"), "/tmp")
+    for cand in candidates:
+        folder = (cand.agent.folder or "").rstrip("/")
+        area = next((a for a in areas if folder.startswith(a + "/")), None)
+        if cand.host or area is None or folder == FOLDER:
+            continue
+        text = read_regular(sb.host_path(area), f"{folder[len(area) + 1:]}/log/trace.jsonl",
+                            limit=CANDIDATE_TRACE_BYTES)
+        rel = f"evidence/candidates/{cand.agent.port}/trace.jsonl"
+        try:
+            if text is not None:
+                (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out_dir / rel).write_text(text, encoding="utf-8")
+                kept.append((cand, rel))
+        except OSError:
+            continue  # a full disk costs this copy, never the verdict
+    return kept
 
 
 def _keep_record(record: KernelRecord, evidence: Path) -> None:
