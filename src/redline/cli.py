@@ -1,27 +1,53 @@
-"""The `redline` command: each area of the harness mounts its own sub-commands here."""
+"""The `redline` command: each area of the harness mounts its own sub-commands here.
+
+What every sub-command shares (one-line errors, exit codes, stdout for results and stderr for
+progress) lives in redline.cliapp.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from redline import defaults
 from redline.analysis.cli import app as analysis_app
 from redline.analysis.cli import label_command, report_command
+from redline.analysis.recap import recap_lines
+from redline.analysis.report import build_report
+from redline.analysis.trace import load_trial
+from redline.cliapp import (
+    EXIT_INTERRUPTED,
+    EXIT_TRIAL_ERROR,
+    SETTINGS,
+    ProfileName,
+    ProtocolName,
+    ScenarioName,
+    SetupName,
+    above,
+    check_out_dir,
+    error_line,
+    fail,
+    make_app,
+    problems,
+    stderr_console,
+    stdout_console,
+)
 from redline.experiment.cli import app as experiment_app
 from redline.sandbox.cli import app as sandbox_app
+from redline.scenarios import SCENARIOS
 from redline.system.cli import app as system_app
+from redline.system.engines import DEFAULT_MODEL
 
-app = typer.Typer(
-    help="redline: measure whether an AI system can replicate itself, inside a sandbox.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = make_app("redline: measure whether an AI system (an agent and its own LLM server) can "
+               "replicate itself, inside a sandbox it cannot leave. Exit codes: 0 done, 1 a "
+               "trial ended with an error, 2 bad input, 3 a failure of redline, 130 "
+               "interrupted.")
 app.add_typer(system_app, name="system", help="Build and start AI systems under test.")
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in a fresh sandbox.")
 app.add_typer(experiment_app, name="experiment", help="Run grids of trials.")
@@ -32,62 +58,40 @@ app.command("label", help="Label what each trial's model said with an LLM you na
     label_command)
 
 
-@app.command()
-def run(
-    model: str = typer.Option("smollm2-135m", "--model",
-                              help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
-    scenario: str = typer.Option("replicate", "--scenario", help="which scenario to run"),
-    setup: str = typer.Option("paper", "--setup",
-                              help="paper (no more help than the paper's system) or guided "
-                                   "(the prompt names the folder and the LLM endpoint)"),
-    trials: int = typer.Option(1, "--trials", min=1, help="how many trials"),
-    out: Path = typer.Option(None, "--out", help="output folder (default runs/<timestamp>)"),
-    max_steps: int = typer.Option(defaults.MAX_STEPS, "--max-steps", min=1,
-                                  help="agent step limit"),
-    time_limit: float = typer.Option(defaults.TIME_LIMIT_S, "--time-limit",
-                                     help="agent time limit, seconds"),
-    seed: int = typer.Option(0, "--seed", help="seed of the first trial (then +1 each)"),
-    wait_window: float = typer.Option(None, "--wait-window",
-                                      help="long_running wait in s (default 25; scripted 1)"),
-    profile: str = typer.Option("standard", "--profile", help="sandbox profile"),
-    cpus: float = typer.Option(None, "--cpus", min=0.1,
-                               help="CPU limit per trial (default: the sandbox's, 2)"),
-    memory_mb: int = typer.Option(None, "--memory-mb", min=64,
-                                  help="memory limit per trial in MiB (default: the "
-                                       "sandbox's, 4096; raise it for vLLM)"),
-    gpus: int = typer.Option(0, "--gpus", min=0,
-                             help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
-    option: list[str] = typer.Option(None, "--option", "-o",
-                                     help="a scenario option, KEY=VALUE (value read as JSON if "
-                                     "it parses, e.g. -o load_s=60 -o 'obstacles=[\"low_disk\"]')"),
-) -> None:
-    """Run trials of one model on one scenario and print the verdicts."""
-    from redline.experiment.progress import TrialProgress, verdict_table
-    from redline.experiment.summary import write_summary
-    from redline.scenarios import SCENARIOS
-    from redline.system.engines import EngineError, parse_model
-    from redline.system.setups import SETUPS
-    from redline.trial import Resources, TrialSpec, run_trial
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"redline {package_version('redline')}")
+        except PackageNotFoundError:
+            typer.echo("redline (not installed as a package)")
+        raise typer.Exit()
 
-    console = Console()
-    try:
-        parse_model(model)
-    except EngineError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-    if setup not in SETUPS:
-        console.print(f"[red]error:[/] unknown setup {setup!r}; choose from {', '.join(SETUPS)}")
-        raise typer.Exit(2)
-    if scenario not in SCENARIOS:
-        console.print(f"[red]error:[/] unknown scenario {scenario!r}; choose from "
-                      f"{', '.join(SCENARIOS)}")
-        raise typer.Exit(2)
-    options = {}
-    for item in option or []:
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+    debug: bool = typer.Option(False, "--debug",
+                               help="show the traceback of an unexpected failure"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines, only results "
+                                                            "and errors"),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="more progress: every model call, with its latency"),
+) -> None:
+    """Options before the sub-command: `redline -q run ...`."""
+    if quiet and verbose:
+        fail("-q and -v cannot be given together")
+    SETTINGS.debug = debug or SETTINGS.debug
+    SETTINGS.verbosity = -1 if quiet else (1 if verbose else 0)
+
+
+def scenario_options(items: list[str], scenario: str) -> dict[str, object]:
+    """`-o KEY=VALUE` as a scenario's options (JSON values where they parse), checked."""
+    options: dict[str, object] = {}
+    for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            console.print(f"[red]error:[/] --option {item!r}: write KEY=VALUE")
-            raise typer.Exit(2)
+        if not sep or not key.strip():
+            fail(f"--option {item!r}: write KEY=VALUE")
         try:
             options[key.strip()] = json.loads(raw)
         except ValueError:
@@ -95,29 +99,130 @@ def run(
     try:
         SCENARIOS[scenario].Options.model_validate(options)
     except ValidationError as exc:
-        console.print(f"[red]error:[/] scenario {scenario} options: "
-                      + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                  for e in exc.errors()))
-        raise typer.Exit(2) from exc
+        fail(f"scenario {scenario} options: {problems(exc)}")
+    return options
+
+
+def default_protocol(model: str) -> str:
+    """constrained for the embedded tiny model (free text it cannot keep to: every reply a
+    format error), text, the paper's, for every other."""
+    return "constrained" if model == DEFAULT_MODEL else "text"
+
+
+def check_gpus(gpus: int) -> None:
+    """`--gpus N` on this machine (a trial of `redline run` runs here): N GPUs must exist."""
+    from redline.experiment.runner import local_gpus  # noqa: PLC0415 - heavy (Ray, psutil)
+
+    found = len(local_gpus())
+    if found < gpus:
+        fail(f"--gpus {gpus}: " + (f"this machine has {found}" if found else
+                                   "no GPU found on this machine (nvidia-smi lists none)"))
+
+
+@app.command()
+def run(
+    model: str = typer.Option("smollm2-135m", "--model",
+                              help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
+    scenario: ScenarioName = typer.Option("replicate", "--scenario",
+                                          help="which scenario to run (docs/scenarios.md)"),
+    setup: SetupName = typer.Option("paper", "--setup",
+                                    help="paper (no more help than the paper's system) or "
+                                         "guided (the prompt names the folder and the LLM "
+                                         "endpoint)"),
+    protocol: ProtocolName | None = typer.Option(
+        None, "--protocol", help="how the agent and its model exchange actions: text (the "
+        "paper's free-text format), native (OpenAI tool calls) or constrained (text enforced by "
+        "a grammar); default: constrained for the embedded smollm2-135m, which cannot keep the "
+        "text format on its own, text for every other model (docs/protocols.md)"),
+    trials: int = typer.Option(1, "--trials", min=1, help="how many trials"),
+    out: Path | None = typer.Option(None, "--out",
+                                    help="output folder (default runs/<timestamp>)"),
+    max_steps: int = typer.Option(defaults.MAX_STEPS, "--max-steps", min=1,
+                                  help="agent step limit"),
+    time_limit: float = typer.Option(defaults.TIME_LIMIT_S, "--time-limit", callback=above(0),
+                                     help="agent time limit, seconds (> 0)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the first trial (then +1 each)"),
+    wait_window: float | None = typer.Option(None, "--wait-window", callback=above(0),
+                                             help="long_running wait in s, > 0 (default "
+                                                  "25; scripted 1)"),
+    profile: ProfileName = typer.Option("standard", "--profile",
+                                        help="sandbox profile (paper: no netstat, lsof, ss)"),
+    cpus: float | None = typer.Option(None, "--cpus", min=0.1,
+                                      help="CPU limit per trial (default: the sandbox's, 2)"),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", min=64,
+                                         help="memory limit per trial in MiB (default: the "
+                                              "sandbox's, 4096; raise it for vLLM)"),
+    gpus: int = typer.Option(0, "--gpus", min=0,
+                             help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
+    option: list[str] | None = typer.Option(None, "--option", "-o", metavar="KEY=VALUE",
+                                            help="a scenario option, KEY=VALUE (value read as "
+                                                 "JSON if it parses, e.g. -o load_s=60 -o "
+                                                 "'obstacles=[\"low_disk\"]')"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary and the verdicts as "
+                                                       "JSON on stdout (progress stays on "
+                                                       "stderr)"),
+) -> None:
+    """Run trials of one model on one scenario and print the verdicts.
+
+    Everything is checked before a sandbox starts; a mistake is one line and exit code 2."""
+    from redline.experiment.progress import TrialProgress, verdict_table  # noqa: PLC0415
+    from redline.experiment.summary import write_summary  # noqa: PLC0415
+    from redline.system.engines import EngineError, parse_model  # noqa: PLC0415
+    from redline.trial import Resources, TrialSpec, run_trial  # noqa: PLC0415
+
+    protocol = protocol or default_protocol(model)
+    try:
+        parse_model(model).protocol_plan(protocol)
+    except EngineError as exc:
+        fail(str(exc))
+    options = scenario_options(option or [], scenario)
+    if gpus:
+        check_gpus(gpus)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = out or Path("runs") / stamp
-    verdicts = []
+    out = check_out_dir(out or Path("runs") / stamp)
+    specs = []
     for i in range(trials):
         # unique across runs: a report over two runs must not merge two trials into one
-        trial_id = f"{scenario}-{stamp}-{i:03d}"
-        resources = Resources(cpus=cpus or defaults.CPUS, gpus=gpus,
-                              memory_mb=memory_mb or defaults.MEMORY_MB)
-        spec = TrialSpec(model=model, scenario=scenario, setup=setup, max_steps=max_steps,
-                         time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
-                         sandbox={"profile": profile}, trial_id=trial_id,
-                         resources=resources, scenario_options=options)
-        with TrialProgress(console, f"trial {i + 1}/{trials}") as progress:
-            verdicts.append(run_trial(spec, out / trial_id, on_event=progress.on_event))
-    write_summary(out)  # the same summary.json as an experiment's
-    console.print(verdict_table(verdicts))
-    console.print(f"results in {out}")
+        try:
+            specs.append(TrialSpec(
+                model=model, scenario=scenario, setup=setup, protocol=protocol,
+                max_steps=max_steps,
+                time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
+                sandbox={"profile": profile}, trial_id=f"{scenario}-{stamp}-{i:03d}",
+                resources=Resources(cpus=cpus or defaults.CPUS, gpus=gpus,
+                                    memory_mb=memory_mb or defaults.MEMORY_MB),
+                scenario_options=options))
+        except ValidationError as exc:
+            fail(problems(exc))
+    progress_console = stderr_console()
+    verdicts = []
+    for i, spec in enumerate(specs):
+        try:
+            with TrialProgress(progress_console, f"trial {i + 1}/{trials}") as progress:
+                verdicts.append(run_trial(spec, out / str(spec.trial_id),
+                                          on_event=progress.on_event))
+        except KeyboardInterrupt:
+            if verdicts:
+                write_summary(out)
+            error_line(f"interrupted: trial {spec.trial_id} was stopped and its sandbox torn "
+                       f"down; {len(verdicts)} finished trial(s) are kept in {out}")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    summary = write_summary(out)  # the same summary.json as an experiment's
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "summary": summary,
+                               "verdicts": [v.model_dump(mode="json") for v in verdicts]},
+                              indent=1, default=str))
+    else:
+        console = stdout_console()
+        console.print(verdict_table(verdicts))
+        for spec in specs[:len(verdicts)]:
+            for line in recap_lines(load_trial(out / str(spec.trial_id))):
+                console.print(line, markup=False, highlight=False)
+        report = build_report(out)
+        console.print(f"results in {out}; the report (plots, every step): {report}",
+                      markup=False)
     if any(not v.is_judged for v in verdicts):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_TRIAL_ERROR)
 
 
 if __name__ == "__main__":

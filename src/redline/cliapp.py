@@ -173,7 +173,7 @@ class Group(TyperGroup):
         except click.ClickException as exc:
             error_line(exc.format_message())
             return exc.exit_code
-        except click.Abort:
+        except typer.Abort:
             error_line("interrupted")
             return EXIT_INTERRUPTED
         except Exception as exc:

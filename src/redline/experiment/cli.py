@@ -10,27 +10,29 @@ from pathlib import Path
 from typing import Literal
 
 import typer
-from rich.console import Console
 
+from redline.cliapp import (
+    EXIT_INTERRUPTED,
+    EXIT_TRIAL_ERROR,
+    check_out_dir,
+    error_line,
+    fail,
+    make_app,
+    stderr_console,
+    stdout_console,
+)
 
-def _console() -> Console:
-    """Logs and CI output are not terminals: give tables room instead of rich's 80 columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 130))
-
-
-app = typer.Typer(help="experiment commands", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = make_app("Run grids of trials, summarize a results folder.")
 
 
 @app.command()
 def run(
     file: Path = typer.Argument(..., help="experiment file (TOML, or YAML)"),
-    backend: str = typer.Option(None, "--backend",
-                                help="local or ray (default: the file's `backend`, else local)"),
+    backend: Literal["local", "ray"] | None = typer.Option(
+        None, "--backend", help="local or ray (default: the file's `backend`, else local)"),
     parallel: int = typer.Option(None, "--parallel", min=1,
                                  help="at most N trials at once (also bounded by resources)"),
-    out: Path = typer.Option(None, "--out",
+    out: Path | None = typer.Option(None, "--out",
                              help="results folder (default: the file's `out`, else runs/<name>)"),
     retry_errors: bool = typer.Option(False, "--retry-errors",
                                       help="run again trials whose verdict is an error"),
@@ -51,41 +53,36 @@ def run(
         write_summary,  # noqa: PLC0415
     )
 
-    console = _console()
-    if backend not in (None, "local", "ray"):
-        console.print(f"[red]error:[/] --backend must be local or ray, not {backend!r}")
-        raise typer.Exit(2)
-    chosen: Literal["local", "ray"] | None = backend  # type: ignore[assignment]
     try:
         exp = load_experiment(file)
     except ExperimentError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    out = out or Path(exp.out or Path("runs") / exp.name)
+        fail(str(exc))
+    out = check_out_dir(out or Path(exp.out or Path("runs") / exp.name))
+    console = stderr_console()  # progress; the summary table goes to stdout
     progress = GridProgress(console)
     try:
-        result = run_experiment(exp, out, backend=chosen, parallel=parallel,
+        result = run_experiment(exp, out, backend=backend, parallel=parallel,
                                 retry_errors=retry_errors, ray_address=ray_address,
                                 listener=progress, console=console)
     except (StoreBusy, BackendError) as exc:
         progress.stop()
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        fail(str(exc))
     except KeyboardInterrupt:
         progress.stop()
         write_summary(out)
-        console.print(f"[yellow]interrupted[/]: finished trials are kept in {out}; run the same "
-                      "command again to resume")
-        raise typer.Exit(130) from None
+        error_line(f"interrupted: finished trials are kept in {out}; run the same command "
+                   "again to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     progress.stop()
     summary = write_summary(out)
-    console.print(summary_table(summary, exp.name))
-    console.print(f"ran {result.ran} trials in {result.wall_s:.1f} s on {result.slots} slots; "
-                  f"results in {out}")
+    results = stdout_console()
+    results.print(summary_table(summary, exp.name))
+    results.print(f"ran {result.ran} trials in {result.wall_s:.1f} s on {result.slots} slots; "
+                  f"results in {out}", markup=False)
     if result.errors:
-        console.print(f"[yellow]{result.errors} trials ended with an error[/] "
-                      "(see their verdict.json; --retry-errors runs them again)")
-        raise typer.Exit(1)
+        console.print(f"{result.errors} trials ended with an error (see their verdict.json; "
+                      "--retry-errors runs them again)", markup=False, style="yellow")
+        raise typer.Exit(EXIT_TRIAL_ERROR)
 
 
 @app.command()
@@ -94,23 +91,25 @@ def summary(
     as_json: bool = typer.Option(False, "--json", help="print summary.json instead of a table"),
 ) -> None:
     """Per-cell rates with 95% Wilson intervals; also writes FOLDER/summary.json."""
-    from redline.experiment.summary import (
-        summary_table,  # noqa: PLC0415
-        write_summary,  # noqa: PLC0415
+    from redline.experiment.summary import (  # noqa: PLC0415
+        left_out_lines,
+        summary_table,
+        write_summary,
     )
 
-    console = _console()
     if not folder.is_dir():
-        console.print(f"[red]error:[/] no such folder: {folder}")
-        raise typer.Exit(2)
+        fail(f"no such folder: {folder}")
     data = write_summary(folder)
-    if not data["cells"]:
-        console.print(f"[red]error:[/] no trials found in {folder}")
-        raise typer.Exit(1)
+    console = stderr_console()
+    for line in left_out_lines(data):  # never counted; the count is in the table's caption
+        console.print(f"left out (does not validate): {line}", markup=False)
+    if not data["cells"]:  # the same error as `redline report` of such a folder
+        fail(f"no trials found in {folder}" + (
+            " that validate; summary.json was left as it was" if data["left_out"] else ""))
     if as_json:
-        print(json.dumps(data, indent=2))
+        typer.echo(json.dumps(data, indent=2))
     else:
-        console.print(summary_table(data, folder.name))
+        stdout_console().print(summary_table(data, folder.name))
 
 
 if __name__ == "__main__":

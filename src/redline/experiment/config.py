@@ -11,6 +11,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from redline.trial import Resources, TrialSpec
 from redline.trial.spec import SafeName
 
 _PATH_KINDS = ("gguf", "vllm", "scripted")
+Protocol = Literal["text", "native", "constrained"]
 
 
 class ExperimentError(ValueError):
@@ -44,6 +46,21 @@ class ModelEntry(_Strict):
     # this cell's setup (redline.system.setups); default: the experiment's. To compare the
     # two, list the model twice with names, e.g. {name = "qwen-guided", setup = "guided"}.
     setup: Literal["paper", "guided"] | None = None
+    # how the agent and this model exchange actions (docs/protocols.md); default: the
+    # experiment's. A list runs the model under each, as cells of their own ("NAME+PROTOCOL").
+    protocol: Protocol | list[Protocol] | None = None
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocols_listed_once(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("list each protocol once, and at least one")
+        return value
+
+    def protocols(self, default: str) -> list[str]:
+        if self.protocol is None:
+            return [default]
+        return self.protocol if isinstance(self.protocol, list) else [self.protocol]
 
 
 class Limits(_Strict):
@@ -79,6 +96,7 @@ class Experiment(_Strict):
     models: list[ModelEntry] = Field(min_length=1)
     scenarios: list[str] = Field(min_length=1)
     setup: Literal["paper", "guided"] = "paper"
+    protocol: Protocol = "text"  # the research default: the paper's free-text format
     trials: int = Field(1, ge=1)
     seed: int = 0
     limits: Limits = Field(default_factory=Limits)
@@ -102,7 +120,7 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Experiment:
-        names = [model_name(m) for m in self.models]
+        names = [cell for m in self.models for cell, _p in cells(m, self.protocol)]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"two models share the name {dupes[0]!r}: give one a `name`")
@@ -120,6 +138,16 @@ class Job:
     scenario: str
     index: int
     spec: TrialSpec
+
+
+def cells(entry: ModelEntry, default_protocol: str) -> list[tuple[str, str]]:
+    """(cell name, protocol) for each protocol a model entry runs under: its name alone for
+    one protocol, NAME+PROTOCOL for each of several, so trial ids and cells keep them apart."""
+    protocols = entry.protocols(default_protocol)
+    name = model_name(entry)
+    if len(protocols) == 1:
+        return [(name, protocols[0])]
+    return [(f"{name}+{p}", p) for p in protocols]
 
 
 def model_name(entry: ModelEntry) -> str:
@@ -143,12 +171,16 @@ def _resolve_model(model: str, base: Path) -> str:
     return model
 
 
-def _format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(file)"
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
+def _format_errors(exc: ValidationError) -> list[str]:
+    return [f"  {'.'.join(str(p) for p in err['loc']) or '(file)'}: "
+            f"{err['msg'].removeprefix('Value error, ')}" for err in exc.errors()]
+
+
+def _invalid(source: str, problems: list[str]) -> ExperimentError:
+    """One problem: one line naming the file and the field; several: one line each."""
+    if len(problems) == 1:
+        return ExperimentError(f"{source}: {problems[0].strip()}")
+    return ExperimentError(f"{source} is not a valid experiment:\n" + "\n".join(problems))
 
 
 def parse_experiment(data: dict[str, Any], base: Path, source: str = "experiment",
@@ -160,13 +192,12 @@ def parse_experiment(data: dict[str, Any], base: Path, source: str = "experiment
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
-        raise ExperimentError(
-            f"{source} is not a valid experiment:\n{_format_errors(exc)}") from None
+        raise _invalid(source, _format_errors(exc)) from None
     for entry in exp.models:
         entry.model = _resolve_model(entry.model, base)
     problems = _check_names(exp, check_models and exp.dry_run is None)
     if problems:
-        raise ExperimentError(f"{source} is not a valid experiment:\n" + "\n".join(problems))
+        raise _invalid(source, problems)
     return exp
 
 
@@ -180,9 +211,15 @@ def _check_names(exp: Experiment, check_models: bool) -> list[str]:
     if check_models:
         for i, entry in enumerate(exp.models):
             try:
-                parse_model(entry.model)
+                engine = parse_model(entry.model)
             except EngineError as exc:
                 problems.append(f"  models.{i}.model: {exc}")
+                continue
+            for protocol in entry.protocols(exp.protocol):  # what the engine cannot serve
+                try:
+                    engine.protocol_plan(protocol)
+                except EngineError as exc:
+                    problems.append(f"  models.{i}.protocol: {exc}")
     for name, opts in exp.scenario_options.items():
         if name not in exp.scenarios:
             problems.append(f"  scenario_options.{name}: not a scenario of this experiment")
@@ -218,11 +255,12 @@ def expand(exp: Experiment) -> list[Job]:
     jobs = []
     for index in range(exp.trials):
         for entry in exp.models:
-            name = model_name(entry)
-            for scenario in exp.scenarios:
+            for (name, protocol), scenario in product(cells(entry, exp.protocol),
+                                                      exp.scenarios):
                 trial_id = f"{name}--{scenario}--{index:03d}"
                 spec = TrialSpec(
                     model=entry.model, scenario=scenario, setup=entry.setup or exp.setup,
+                    protocol=protocol,
                     max_steps=exp.limits.max_steps,
                     time_limit_s=exp.limits.time_limit_s, seed=exp.seed + index,
                     wait_window_s=exp.limits.wait_window_s,

@@ -8,8 +8,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from redline.cliapp import SETTINGS, plural
 from redline.contracts.verdict import Verdict
 
 # What a table shows for an outcome that was not observed (null: the task never ran).
@@ -17,6 +19,9 @@ UNOBSERVED = "\u2013"
 
 
 class TrialProgress:
+    """Progress lines of one trial (text from the trace is printed literally, never as
+    markup); `-v` adds every model call with its latency."""
+
     def __init__(self, console: Console, label: str) -> None:
         self.console, self.label = console, label
         self.status = console.status(f"{label}: starting sandbox and AI system ...")
@@ -34,13 +39,19 @@ class TrialProgress:
         if kind == "llm_call":
             self.step = event.get("step", self.step)
             self.status.update(f"{self.label}: step {self.step}: thinking ...")
+            if SETTINGS.verbosity > 0:
+                self.console.log(f"step {self.step}: model call, {event.get('latency_s')} s"
+                                 + (f", error: {event.get('error')}" if event.get("error")
+                                    else ""), markup=False)
         elif kind == "tool_call":
             cmd = str(event.get("command") or event.get("tool"))[:70]
-            self.console.log(f"step {event.get('step')}: [{event.get('status_code')}] {cmd}")
+            self.console.log(f"step {event.get('step')}: [{event.get('status_code')}] {cmd}",
+                             markup=False)
         elif kind == "format_error":
-            self.console.log(f"step {event.get('step')}: format error")
+            self.console.log(f"step {event.get('step')}: format error", markup=False)
         elif kind == "finish":
-            self.console.log(f"step {event.get('step')}: finish: {event.get('message')!s:.80}")
+            self.console.log(f"step {event.get('step')}: finish: {event.get('message')!s:.80}",
+                             markup=False)
         elif kind == "run_end":
             self.status.update(f"{self.label}: agent done ({event.get('reason')}); judging ...")
 
@@ -52,13 +63,15 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
         ("model", lambda v: v.model),
         ("scenario", lambda v: v.scenario),
         ("setup", lambda v: v.setup or ""),
+        ("protocol", lambda v: v.protocol),
         ("replicated", lambda v: mark[v.replicated]),
         ("agreed", lambda v: mark[v.agreed]),
         ("knows how", lambda v: mark[v.knows_how]),
         ("claimed", lambda v: mark[v.claimed_success]),
+        ("false claim", lambda v: mark[v.false_claim]),
         ("steps", lambda v: str(v.steps)),
         ("time (s)", lambda v: f"{v.duration_s or 0:.1f}"),
-        ("error", lambda v: (v.error or "")[:200]),
+        ("error", lambda v: escape((v.error or "")[:200])),
     ]
     table = Table(title="redline verdicts")
     if len(verdicts) <= 3:
@@ -122,8 +135,9 @@ class GridProgress:
         c["replicated"] += verdict.replicated
         mark = "[red]error[/]" if status == "error" else (
             "[green]replicated[/]" if verdict.replicated else "not replicated")
-        extra = f": {(verdict.error or '').splitlines()[0][:80]}" if status == "error" else ""
-        self.console.log(f"{job.trial_id}: {mark} ({verdict.steps} steps, "
+        extra = (f": {escape((verdict.error or '').splitlines()[0][:80])}" if status == "error"
+                 else "")
+        self.console.log(f"{escape(job.trial_id)}: {mark} ({plural(verdict.steps, 'step')}, "
                          f"{verdict.duration_s or 0:.1f} s){extra}")
         self._refresh()
 
