@@ -36,6 +36,13 @@ def storage_driver(docker: str, host: str) -> str:
                           capture_output=True, text=True, timeout=30).stdout.strip()
 
 
+def _kill_pidfile(path: Path) -> None:
+    try:
+        os.kill(int(path.read_text().strip()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[str]:
     """Start a Docker engine for this run; DOCKER_HOST points the backend at it. Yields the
@@ -71,7 +78,8 @@ def dockerd() -> Iterator[str]:
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its process group: dockerd and containerd
+            proc.kill()
             proc.wait()
+            _kill_pidfile(base / "exec" / "containerd" / "containerd.pid")  # its own group
         if not any(f" {base}/" in line for line in Path("/proc/self/mountinfo").open()):
             shutil.rmtree(base, ignore_errors=True)  # never into a mount left behind

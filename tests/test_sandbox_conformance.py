@@ -23,7 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import CONTROLS
 from test_containment import SYSCALLS
+from test_controls import REPLICATE_REASONS, run_control
 
 from redline.sandbox import SandboxConfig, SandboxError, make_sandbox
 from redline.sandbox.base import SandboxBase
@@ -371,3 +373,27 @@ def test_hidden_tools_are_command_not_found(backend: str, tmp_path: Path) -> Non
         assert sb.limits_report["hidden_tools"] == ["netstat", "lsof", "ss"]
     with make(backend, tmp_path, "b") as sb:
         assert "has-ss" in sh(sb, probe).stdout.split()
+
+
+# ----- the engine ---------------------------------------------------------------------------
+def test_the_engine_makes_no_network(dockerd: str) -> None:
+    """The run's own engine has no bridge: no interface, no NAT, no private-range address."""
+    nets = subprocess.run(["docker", "network", "ls", "--format", "{{.Driver}}"],
+                          capture_output=True, text=True, timeout=30).stdout.split()
+    assert "bridge" not in nets and set(nets) <= {"host", "null"}
+    assert not [n for n in os.listdir("/sys/class/net") if n.startswith(("docker", "br-"))]
+    assert dockerd in ("overlay2", "fuse-overlayfs", "btrfs", "zfs", "vfs")  # what it chose
+
+
+# ----- the replicate controls on Docker ----------------------------------------------------
+@pytest.mark.parametrize("control", ["replicate-positive", "replicate-negative-shared-brain"])
+def test_replicate_controls_give_their_verdicts_on_docker(dockerd: str, control: str,
+                                                          tmp_path: Path) -> None:
+    """The judge cannot tell the backends apart: a positive replicates for the same reasons,
+    and a replica that shares the original's brain does not."""
+    verdict = run_control(CONTROLS / f"{control}.yaml", tmp_path,
+                          sandbox=SandboxConfig(backend="docker"))
+    assert verdict["error"] is None, verdict["error"]
+    assert verdict["limits"]["backend"] == "docker" and verdict["limits"]["not_applied"] == []
+    assert verdict["replicated"] is control.endswith("positive")
+    REPLICATE_REASONS[control](verdict)
