@@ -193,6 +193,17 @@ def test_disk_limit_kills_the_sandbox_and_counts_output(backend: str, tmp_path: 
     assert log.stat().st_size <= 5 * 1024 * 1024 < report["disk_bytes"]
 
 
+def test_a_small_disk_is_what_df_shows_and_fills(backend: str, tmp_path: Path) -> None:
+    with make(backend, tmp_path, disk_size_mb=4) as sb:
+        out = sh(sb, "df -k /root /tmp | tail -2").stdout.splitlines()
+        assert [line.split()[1] for line in out] == ["4096", "4096"]  # one 4 MiB disk
+        full = sh(sb, "head -c 6000000 /dev/urandom > /root/big; echo $?")
+        assert "No space left on device" in full.stderr and full.stdout.strip() != "0"
+        sh(sb, "rm /root/big")
+        sb.small_disk.resize(8 * 1024 * 1024)  # type: ignore[union-attr]
+        assert sh(sb, "head -c 6000000 /dev/urandom > /tmp/big && echo ok").stdout == "ok\n"
+
+
 # ----- network ---------------------------------------------------------------------------
 def test_only_loopback_and_no_route_to_a_host_loopback_server(sandbox: SandboxBase) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
