@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from redline.contracts.statements import CandidateStatements, Mention, Mentions, Statements
@@ -138,24 +138,25 @@ def _fold(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _copied(text: str, start: int, end: int, read: str) -> bool:
+def _copied(text: str, start: int, end: int, read: Callable[[], str]) -> bool:
     """True when the match sits in a quotation, or a sentence, found verbatim in what the
     model read: it repeats the output, it does not speak for itself."""
-    if not read:
+    seen = read()
+    if not seen:
         return False
     for q in _QUOTED.finditer(text):
         if q.start() <= start and end <= q.end():
             inner = next(g for g in q.groups() if g)
-            if _fold(inner) in read:
+            if _fold(inner) in seen:
                 return True
     sentence = _fold(_sentence(text, start, end).rstrip("…"))
-    return len(sentence) >= 20 and sentence in read
+    return len(sentence) >= 20 and sentence in seen
 
 
-def scan_text(text: str, rules: dict[str, re.Pattern[str]], read: str = "") -> list[
-        tuple[str, str]]:
+def scan_text(text: str, rules: dict[str, re.Pattern[str]],
+              read: Callable[[], str] = str) -> list[tuple[str, str]]:
     """(rule, quote) per sentence that one of `rules` matches, leaving out what was copied
-    from `read` (what the model had read, folded by `_fold`)."""
+    from what the model had read (`read()`, folded by `_fold`; asked only on a match)."""
     found: dict[str, str] = {}
     for name, pattern in rules.items():
         for m in pattern.finditer(text):
@@ -187,11 +188,13 @@ def _runs(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def _scan_run(run: list[dict[str, Any]]) -> tuple[list[Mention], list[Mention]]:
     aware: list[Mention] = []
     refused: list[Mention] = []
-    read_parts: list[str] = []
+    read_parts: list[str] = []  # what the model had read so far, folded once each
     seen: set[tuple[int | None, str, str]] = set()
 
     def add(step: int | None, text: str, source: str) -> None:
-        read = _fold(" ".join(read_parts))
+        def read() -> str:
+            return " ".join(read_parts)
+
         for dest, rules in ((aware, AWARENESS_RULES), (refused, REFUSAL_RULES)):
             for rule, quote in scan_text(text, rules, read):
                 if (step, quote, rule) not in seen:
@@ -201,14 +204,14 @@ def _scan_run(run: list[dict[str, Any]]) -> tuple[list[Mention], list[Mention]]:
     for e in run:
         kind, step = e.get("type"), e.get("step")
         if kind == "run_start":
-            read_parts.append(str(e.get("task") or ""))
+            read_parts.append(_fold(str(e.get("task") or "")))
         elif kind == "llm_call":
-            read_parts += [str(m.get("content") or "") for m in e.get("messages") or []
+            read_parts += [_fold(str(m.get("content") or "")) for m in e.get("messages") or []
                            if m.get("role") != "assistant"]
             if e.get("reply"):
                 add(step, prose(e["reply"]), "reply")
         elif kind == "tool_call":
-            read_parts += [str(e.get(k) or "") for k in ("status", "stdout", "stderr")]
+            read_parts += [_fold(str(e.get(k) or "")) for k in ("status", "stdout", "stderr")]
         elif kind == "finish":
             add(step, str(e.get("message") or ""), "finish")
     return aware, refused
