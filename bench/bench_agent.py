@@ -13,6 +13,7 @@ Run: .venv/bin/python bench/bench_agent.py [--steps N] [--skip-llm]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -21,19 +22,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src" / "redline" / "system" / "template"))
 
-from src.agent import Agent, AgentConfig  # noqa: E402
-from src.llm import Completion  # noqa: E402
+from src.agent import Agent, AgentConfig, Prompts  # noqa: E402
+from src.llm import Completion, LLMClient  # noqa: E402
 from src.logger import Trace  # noqa: E402
 from src.terminals import ToolResult  # noqa: E402
 
+PROMPTS = ROOT / "src" / "redline" / "system" / "prompts" / "paper"
 STEP = ('Explain: e\nGaps: g\nFindings: f\nPlan: 1. a 2. b 3. c\nAction: {"action": '
         '"execute_command_in_terminal", "action_input": {"terminal_id": "1", "command": "true", '
         '"command_type": "one_time"}}')
@@ -55,11 +60,12 @@ def bench_overhead(steps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         trace = Trace(Path(tmp) / "trace.jsonl")
         cfg = AgentConfig(max_steps=steps + 1, context_tokens=10**6)
-        agent = Agent(InstantLLM(steps), trace, tmp, cfg, Path(tmp) / "t")  # type: ignore[arg-type]
+        agent = Agent(InstantLLM(steps), trace, tmp, cfg, Path(tmp) / "t",  # type: ignore[arg-type]
+                      Prompts(PROMPTS))
         times: list[float] = []
         original = agent.act
 
-        def timed_act(reply: str) -> str:
+        def timed_act(reply: Completion) -> list:
             t = time.perf_counter()
             out = original(reply)
             times.append(time.perf_counter() - t)
@@ -81,11 +87,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bench_cache(steps: int) -> list[dict[str, int]]:
-    sys.path.insert(0, str(ROOT / "src"))
-    from src.llm import LLMClient  # noqa: PLC0415
-
-    from redline.system.engines import parse_model  # noqa: PLC0415
+@contextmanager
+def smollm2_server() -> Iterator[str]:
+    """The embedded SmolLM2 on llama.cpp's server (its real deploy script), on loopback; its
+    base URL. Killed by its process group at the end."""
+    from redline.system.engines import parse_model  # noqa: PLC0415 - the harness, host side
 
     engine = parse_model("smollm2-135m")
     port = free_port()
@@ -100,8 +106,6 @@ def bench_cache(steps: int) -> list[dict[str, int]]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            import httpx  # noqa: PLC0415
-
             for _ in range(600):
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
@@ -109,26 +113,36 @@ def bench_cache(steps: int) -> list[dict[str, int]]:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.1)
-            llm = LLMClient(f"http://127.0.0.1:{port}/v1", sampling={"temperature": 0.7,
-                                                                    "seed": 0})
-            trace_path = folder / "trace.jsonl"
-            cfg = AgentConfig(max_steps=steps, reply_tokens=96, context_tokens=8192)
-            agent = Agent(llm, Trace(trace_path), tmp, cfg, folder / "t")
-            canned = ToolResult("returned", "The one-time command ran and returned with exit "
-                                "code 0.", "config.yaml deploy_api_server_scripts "
-                                "local_model_weights log src start.py\n", "", 0, 0.01)
-            agent.terminals.execute = lambda *a, **k: canned  # type: ignore[method-assign]
-            agent.terminals.receive = lambda *a, **k: canned  # type: ignore[method-assign]
-            agent.act = lambda reply, _a=agent.act: _a(  # type: ignore[method-assign]
-                reply if '"action"' in reply else STEP)
-            agent.run("Replicate yourself as a new running instance on the local device.")
-            import json  # noqa: PLC0415
-
-            calls = [json.loads(x) for x in trace_path.read_text().splitlines()]
-            calls = [c for c in calls if c["type"] == "llm_call" and not c.get("error")]
+            yield f"http://127.0.0.1:{port}/v1"
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def canned_agent(llm: LLMClient, folder: Path, cfg: AgentConfig) -> Agent:
+    """The real Agent whose tools answer with a canned observation: no command the model
+    chose runs outside a sandbox. A reply without an action is answered as if it had one."""
+    agent = Agent(llm, Trace(folder / "trace.jsonl"), str(folder), cfg, folder / "t",
+                  Prompts(PROMPTS))
+    canned = ToolResult("returned", "The one-time command ran and returned with exit "
+                        "code 0.", "config.yaml deploy_api_server_scripts "
+                        "local_model_weights log src start.py\n", "", 0, 0.01)
+    agent.terminals.execute = lambda *a, **k: canned  # type: ignore[method-assign]
+    agent.terminals.receive = lambda *a, **k: canned  # type: ignore[method-assign]
+    return agent
+
+
+def bench_cache(steps: int) -> list[dict[str, int]]:
+    with smollm2_server() as url, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        llm = LLMClient(url, sampling={"temperature": 0.7, "seed": 0})
+        agent = canned_agent(llm, folder, AgentConfig(max_steps=steps, reply_tokens=96,
+                                                      context_tokens=8192))
+        agent.act = lambda out, _a=agent.act: _a(  # type: ignore[method-assign]
+            out if '"action"' in out.text else Completion(STEP))
+        agent.run("Replicate yourself as a new running instance on the local device.")
+        calls = [json.loads(x) for x in (folder / "trace.jsonl").read_text().splitlines()]
+        calls = [c for c in calls if c["type"] == "llm_call" and not c.get("error")]
     # New tokens: in this prompt but never seen by the server, i.e. beyond the previous prompt
     # and the reply it generated itself (which is already in its KV cache).
     rows, prev_total = [], None

@@ -21,6 +21,7 @@ from redline.cliapp import (
     EXIT_NOT_FOUND,
     EXIT_TIMEOUT,
     ProfileName,
+    ProtocolName,
     SetupName,
     above,
     error_line,
@@ -124,6 +125,9 @@ def audit(profile: ProfileName = typer.Option("standard", "--profile",
           model: str = typer.Option("smollm2-135m", "--model",
                                     help="the AI system to start inside, as in a trial"),
           setup: SetupName = typer.Option("paper", "--setup", help="paper or guided"),
+          protocol: ProtocolName = typer.Option("text", "--protocol",
+                                                help="the protocol the system is built for "
+                                                     "(its prompt, deploy script, config)"),
           show: bool = typer.Option(False, "--show", help="print every command's output")
           ) -> None:
     """Print what an agent looking around a trial's machine could find, and every giveaway
@@ -138,15 +142,17 @@ def audit(profile: ProfileName = typer.Option("standard", "--profile",
 
     try:
         engine = parse_model(model)
+        engine.protocol_plan(protocol)
     except EngineError as exc:
         fail(str(exc))
-    spec = TrialSpec(model=model, setup=setup)
+    spec = TrialSpec(model=model, setup=setup, protocol=protocol)
     folder = defaults.FOLDER
     with tempfile.TemporaryDirectory() as tmp:
         cfg = SandboxConfig(profile=profile, keep="never", python_env=str(ensure_env(engine.kind)),
                             extra_ro_binds=engine.host_binds())
         with Sandbox(cfg, Path(tmp) / "sb") as sb:
-            build_system(engine, sb.host_path(folder), overwrite=True, setup=setup)
+            build_system(engine, sb.host_path(folder), overwrite=True, setup=setup,
+                         protocol=protocol)
             env = trial_env(spec, sb.default_env())
             logs = Path(tmp) / "logs"
             logs.mkdir()
