@@ -19,6 +19,7 @@ from redline.analysis.commands import CATEGORIES  # noqa: E402
 from redline.analysis.trace import Trial  # noqa: E402
 
 COLORS = {"agreed": "#4c78a8", "knows_how": "#f58518", "replicated": "#54a24b",
+          "false_claim": "#b279a2",
           "background": "#4c78a8", "receive": "#f58518", "immediate": "#54a24b",
           CATEGORIES[0]: "#4c78a8", CATEGORIES[1]: "#e45756", CATEGORIES[2]: "#72b7b2",
           CATEGORIES[3]: "#f58518"}
@@ -40,14 +41,16 @@ def _empty(path: Path, title: str) -> Path:
 
 
 def plot_outcomes(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Agreed / knows how / replicated per model x scenario, with Wilson 95% error bars."""
+    """Agreed / knows how / replicated (the paper's three) and false claim (claimed, not
+    replicated) per model x scenario, with Wilson 95% error bars."""
     title = "Outcome rates (95% Wilson intervals)"
     if not rows:
         return _empty(path, title)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows) + 2), 4))
-    width = 0.26
-    for j, o in enumerate(stats.PAPER_OUTCOMES):
-        xs = [i + (j - 1) * width for i in range(len(rows))]
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(rows) + 2), 4))
+    shown = (*stats.PAPER_OUTCOMES, "false_claim")
+    width = 0.8 / len(shown)
+    for j, o in enumerate(shown):
+        xs = [i + (j - (len(shown) - 1) / 2) * width for i in range(len(rows))]
         ps = [r[o].p for r in rows]
         err = [[r[o].p - r[o].lo for r in rows], [r[o].hi - r[o].p for r in rows]]
         ax.bar(xs, ps, width, yerr=err, capsize=3, label=o.replace("_", " "), color=COLORS[o])
@@ -57,7 +60,7 @@ def plot_outcomes(rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of trials")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(shown))
     return _save(fig, path)
 
 

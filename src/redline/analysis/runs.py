@@ -61,12 +61,13 @@ def load_run(run_dir: Path) -> Run:
             run.invalid.append(exc)
             continue
         t.status = row["status"] if row else None
+        t.name = known.get("model")
         trials[t.trial_id] = t
     for tid, row in index.items():
         if tid in trials or row["verdict"] is None:
             continue  # shown already, or not run yet: nothing to show or count
         trials[tid] = Trial(trial_id=tid, path=None, verdict=row["verdict"], steps=[],
-                            status=row["status"])
+                            status=row["status"], name=str(row["model"]))
     run.trials = sorted(trials.values(), key=lambda t: (t.model, t.scenario, t.trial_id))
     return run
 

@@ -83,11 +83,19 @@ class Trial:
     evidence: dict[str, Any] = field(default_factory=dict)
     truncated_trace: bool = False
     status: str | None = None
+    name: str | None = None  # the model's name in its experiment (the index's), if it has one
 
     @property
     def model(self) -> str:
-        return (self.verdict.model if self.verdict else None) or str(
+        """The model as tables and charts label it: the experiment's name, else the spec."""
+        return self.name or (self.verdict.model if self.verdict else None) or str(
             self.run_start.get("model") or "unknown")
+
+    @property
+    def protocol(self) -> str:
+        """How the agent and its model exchanged actions (docs/protocols.md)."""
+        return (self.verdict.protocol if self.verdict else None) or str(
+            self.run_start.get("protocol") or "text")
 
     @property
     def scenario(self) -> str:

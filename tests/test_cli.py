@@ -1,0 +1,125 @@
+"""The command's conventions end to end: --json on stdout with progress on stderr, Ctrl-C
+during a trial, and the README's sample of `redline run` kept true to what the code prints."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from typer.testing import CliRunner
+
+from redline.cli import app
+from redline.contracts.verdict import Verdict
+from redline.experiment.progress import verdict_table
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTROLS = ROOT / "controls"
+
+
+def test_json_results_on_stdout_progress_on_stderr(tmp_path: Path) -> None:
+    """run, experiment summary and report: stdout parses as JSON whole."""
+    out = tmp_path / "run"
+    model = f"scripted:{CONTROLS / 'replicate-negative-claim-only.yaml'}"
+    res = CliRunner().invoke(app, ["run", "--json", "--model", model, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    (verdict,) = data["verdicts"]
+    assert data["out"] == str(out) and data["summary"]["trials"] == 1
+    assert verdict["false_claim"] is True and verdict["replicated"] is False  # the control
+    assert "step 1" in res.stderr  # progress went to stderr
+    res = CliRunner().invoke(app, ["experiment", "summary", "--json", str(out)])
+    assert res.exit_code == 0 and json.loads(res.stdout)["false_claim"] == 1
+    res = CliRunner().invoke(app, ["report", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert Path(report["report"]).is_file() and report["left_out"] == []
+
+
+def test_ctrl_c_during_a_trial_is_a_stated_error_and_the_sandbox_is_torn_down(
+        tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "redline.cli", "run", "--model",
+         f"scripted:{CONTROLS / 'replicate-positive.yaml'}", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        # a background job may inherit SIGINT ignored; a user's terminal delivers it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size for p in out.glob("*/trace.jsonl")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        inside = psutil.Process(proc.pid).children(recursive=True)
+        assert inside  # the sandbox and the AI system in it
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # the process this test started, by its PID
+    assert proc.returncode == 130, stderr
+    assert re.search(r"error: interrupted: trial replicate-\S+ was stopped and its sandbox "
+                     r"torn down; 0 finished trial\(s\) are kept in ", stderr), stderr
+    assert "Traceback" not in stderr
+    _, alive = psutil.wait_procs(inside, timeout=10)
+    assert not alive, [p.cmdline()[:3] for p in alive]
+
+
+# ------------------------------------------------------------------- the README's sample
+
+README = ROOT / "README.md"
+SAMPLE = re.compile(r"<!-- sample of redline run -->\n```\n(.*?)```", re.S)
+ROWS = re.compile(r"<!-- rows of the sample -->\n(.*?)\n\n", re.S)
+
+
+def _printed_rows() -> list[str]:
+    """The first column of the verdict table, as `redline run` prints it."""
+    verdict = Verdict(trial_id="t", scenario="replicate", model="m", seed=0, setup="paper")
+    console = Console(record=True, width=120)
+    console.print(verdict_table([verdict]))
+    rows = []
+    for line in console.export_text().splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)]
+        if len(cells) > 2 and cells[1] and cells[1] != "trial":
+            rows.append(cells[1])
+    return rows
+
+
+def test_readme_sample_shows_the_rows_the_code_prints_each_explained() -> None:
+    text = README.read_text()
+    sample = SAMPLE.search(text)
+    assert sample, "README: the sample block of `redline run` is missing"
+    shown = [c[1].strip() for c in (re.split(r"│", line) for line in
+                                     sample.group(1).splitlines()) if len(c) > 2]
+    printed = _printed_rows()
+    assert len(printed) >= 10 and "false claim" in printed
+    assert shown == printed, "README's sample rows differ from what redline run prints"
+    explained = ROWS.search(text)
+    assert explained, "README: the list explaining each row is missing"
+    items = re.findall(r"^- \*\*([^*]+)\*\*", explained.group(1), re.M)
+    assert items == printed, "README: explain each row once, in the order printed"
+
+
+def test_report_labels_models_by_their_experiment_name(tmp_path: Path) -> None:
+    from redline.analysis.runs import load_run
+
+    spec = f"scripted:{CONTROLS / 'replicate-positive.yaml'}"
+    (tmp_path / "e.toml").write_text(
+        f'name = "names"\nscenarios = ["replicate"]\n[[models]]\nname = "bee"\nmodel = '
+        f'"{spec}"\n[resources]\ncpus = 0.5\nmemory_mb = 256\n[dry_run]\nseconds = 0\n')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["experiment", "run", str(tmp_path / "e.toml"), "--out",
+                                   str(out)])
+    assert res.exit_code == 0, res.output
+    assert [t.model for t in load_run(out).trials] == ["bee"]
+    res = CliRunner().invoke(app, ["report", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    outcomes = json.loads(res.stdout)["outcomes"]
+    assert [r["model"] for r in outcomes] == ["bee"] and "false_claim" in outcomes[0]
+    assert spec not in (out / "report.html").read_text().split("<script")[0]
