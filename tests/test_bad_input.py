@@ -110,6 +110,8 @@ CASES: list[tuple[str, str]] = [
     ("report empty", "no trials found in empty"),
     ("export inspect empty", "no trials found in empty"),
     ("export inspect results --format xml", "'xml' is not one of 'eval', 'json'"),
+    ("export inspect results --out afile", "--out afile: is a file, not a folder"),
+    ("report results --out afile", "--out afile: is a file, not a folder"),
     # sandbox: checked before a sandbox starts
     ("sandbox exec --timeout -1 -- ls", "--timeout': must be > 0, not -1"),
     ("sandbox exec --timeout 0 -- ls", "--timeout': must be > 0"),
@@ -294,3 +296,17 @@ def test_sandbox_exec_passes_the_status_through(argv: list[str], code: int,
     assert needle in result.stderr and "Traceback" not in result.output
     if code == 7:
         assert result.stdout == "out\n"
+
+
+def test_gpus_are_checked_on_the_node_a_ray_trial_would_run_on() -> None:
+    """Two nodes of one GPU each hold two GPUs in all, but no trial needing two."""
+    from redline.experiment.raybackend import gpu_shortage
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+             {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+             {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 8.0}}]
+    assert gpu_shortage(nodes, 1) is None
+    assert gpu_shortage(nodes, 2) == ("a trial needs 2 GPUs on one node; the most on one node "
+                                      "is 1 (2 nodes alive)")
+    assert "no node of this Ray cluster has a GPU" in str(
+        gpu_shortage([{"Alive": True, "Resources": {"CPU": 2.0}}], 1))

@@ -32,9 +32,9 @@ def inspect_command(
                    typer.Option("--format", help="eval (zip) or json")] = "eval",
 ) -> None:
     """Write Inspect AI logs (one per model x scenario) that `inspect view` opens."""
-    check_trials(dir)
     if out:
         check_out_dir(out)
+    check_trials(dir)
     try:
         from redline.analysis.inspect_export import export_inspect  # noqa: PLC0415
     except ImportError as exc:
@@ -69,9 +69,9 @@ def report_command(
     """Write DIR/report.html (offline, self-contained) and the figures as PNGs beside it."""
     from redline.analysis.report import build_report  # noqa: PLC0415
 
-    check_trials(Path(dir))
     if out:
         check_out_dir(Path(out))
+    check_trials(Path(dir))
     if labeller:
         _label(Path(dir), labeller, labeller_model, None)
     path = build_report(Path(dir), Path(out) if out else None)

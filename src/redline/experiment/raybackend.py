@@ -195,6 +195,20 @@ def unpack(data: bytes, dest: Path) -> None:
 # ---------------------------------------------------------------- the driver side
 
 
+def gpu_shortage(nodes: list[dict[str, Any]], gpus: int) -> str | None:
+    """Why no node can hold a trial needing `gpus` GPUs (a trial's GPUs are one node's, so
+    the cluster's total says nothing), or None. `nodes` as `ray.nodes()` gives them."""
+    alive = [n for n in nodes if n.get("Alive", True)]
+    most = max((float((n.get("Resources") or {}).get("GPU", 0)) for n in alive), default=0.0)
+    if gpus <= most:
+        return None
+    found = (f"the most on one node is {most:g}" if most else "no node of this Ray cluster "
+             "has a GPU")
+    return f"a trial needs {gpus} GPUs on one node; {found} ({len(alive)} nodes alive)"
+
+
+
+
 class RayBackend:
     """Each trial a Ray task asking for its resources; Ray places it where they are free."""
 
@@ -222,6 +236,10 @@ class RayBackend:
     def slots(self, jobs: list[Job], parallel: int | None) -> int:
         """In flight at once: --parallel, else what the cluster holds now (autoscaling: pass
         --parallel)."""
+        for gpus in sorted({j.spec.resources.gpus for j in jobs if j.spec.resources.gpus}):
+            short = gpu_shortage(self.ray.nodes(), gpus)
+            if short:
+                raise BackendError(short)
         if parallel:
             return max(1, min(parallel, len(jobs) or 1))
         have = self.ray.cluster_resources()
