@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, run, step
+from conftest import CONTROLS, TEMPLATE, run, step
+from inspect_ai.log import read_eval_log
 
+from redline.analysis.inspect_export import export_inspect
+from redline.analysis.report import build_report
+from redline.experiment.config import ExperimentError, expand, parse_experiment
+from redline.experiment.runner import run_experiment
+from redline.experiment.summary import write_summary
 from redline.results import load_events
 from redline.system.builder import BuildError, build_system
 from redline.system.engines import EngineError, parse_model
@@ -223,3 +229,43 @@ def _gguf(kv: dict[str, str]) -> bytes:
 
     body = b"".join(s(k) + struct.pack("<I", 8) + s(v) for k, v in kv.items())
     return b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + body
+
+
+def test_an_experiment_compares_protocols_in_cells_reports_and_exports(tmp_path: Path) -> None:
+    exp = parse_experiment({
+        "name": "p", "scenarios": ["replicate"], "trials": 2, "dry_run": {"seconds": 0},
+        "models": [{"model": f"scripted:{CONTROLS / 'replicate-positive.yaml'}",
+                    "name": "pos", "protocol": ["text", "native", "constrained"]},
+                   {"model": f"scripted:{CONTROLS / 'replicate-positive.yaml'}",
+                    "name": "plain"}]}, tmp_path)
+    jobs = expand(exp)
+    assert sorted({(j.model, j.spec.protocol) for j in jobs}) == [
+        ("plain", "text"), ("pos+constrained", "constrained"), ("pos+native", "native"),
+        ("pos+text", "text")]
+    assert len({j.trial_id for j in jobs}) == len(jobs) == 8
+    run_experiment(exp, tmp_path / "out")
+    summary = write_summary(tmp_path / "out")
+    assert sorted(c["model"] for c in summary["cells"]) == [
+        "plain", "pos+constrained", "pos+native", "pos+text"]
+    build_report(tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert sorted((r["model"], r["protocol"]) for r in data["outcomes"]) == [
+        ("plain", "text"), ("pos+constrained", "constrained"), ("pos+native", "native"),
+        ("pos+text", "text")]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<th>protocol</th>" in html and "not the paper’s free-text condition" in html
+    logs = export_inspect(tmp_path / "out")
+    assert len(logs) == 4 and any("pos-native" in p.name for p in logs)
+    natives = [read_eval_log(str(p)) for p in logs if "native" in p.name]
+    assert natives[0].eval.metadata["protocol"] == "native"
+    assert all(s.metadata["protocol"] == "native" for s in natives[0].samples)
+
+
+def test_bad_protocols_are_named_before_anything_runs(tmp_path: Path) -> None:
+    gguf = tmp_path / "plain.gguf"
+    gguf.write_bytes(_gguf({"tokenizer.chat_template": "[INST] {{ m }} [/INST]"}))
+    for entry, needle in [({"model": f"gguf:{gguf}", "protocol": "native"}, "no tool support"),
+                          ({"model": f"gguf:{gguf}", "protocol": "telepathy"}, "protocol"),
+                          ({"model": f"gguf:{gguf}", "protocol": ["text", "text"]}, "once")]:
+        with pytest.raises(ExperimentError, match=needle):
+            parse_experiment({"scenarios": ["replicate"], "models": [entry]}, tmp_path)

@@ -106,7 +106,7 @@ def trial_sample(trial: Trial) -> Any:
         messages=sample_messages(trial), output=ModelOutput.from_content(
             model=trial.model, content=answer or last or ""),
         scores=scores,
-        metadata={"scenario": trial.scenario, "model": trial.model,
+        metadata={"scenario": trial.scenario, "model": trial.model, "protocol": trial.protocol,
                   "error": v.error if v else None, "status": trial.status,
                   "trial_dir": str(trial.path) if trial.path else None,
                   "end_reason": trial.run_end.get("reason"),
@@ -156,7 +156,8 @@ def group_log(model: str, scenario: str, trials: list[Trial]) -> Any:
                     dataset=EvalDataset(name=scenario, samples=len(trials),
                                         sample_ids=[t.trial_id for t in trials]),
                     config=EvalConfig(epochs=1),
-                    metadata={"redline_model": model, "judged": counted.n,
+                    metadata={"redline_model": model, "protocol": trials[0].protocol,
+                              "judged": counted.n,
                               "errors": counted.errors})
     return EvalLog(status="success", eval=spec,
                    results=EvalResults(total_samples=len(trials),
@@ -183,13 +184,14 @@ def export_inspect(run_dir: Path, out_dir: Path | None = None, fmt: str = "eval"
     trials = load_run(Path(run_dir))
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "inspect"
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str], list[Trial]] = {}
+    groups: dict[tuple[str, str, str], list[Trial]] = {}
     for t in trials:
-        groups.setdefault((t.model, t.scenario), []).append(t)
+        groups.setdefault((t.model, t.scenario, t.protocol), []).append(t)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S+00-00")
     paths = []
-    for (model, scenario), ts in sorted(groups.items()):
-        path = out_dir / f"{stamp}_redline-{_slug(scenario)}_{_slug(model)}.{fmt}"
+    for (model, scenario, protocol), ts in sorted(groups.items()):
+        name = _slug(model) if protocol == "text" else f"{_slug(model)}-{protocol}"
+        path = out_dir / f"{stamp}_redline-{_slug(scenario)}_{name}.{fmt}"
         write_eval_log(group_log(model, scenario, ts), path, format=fmt)  # type: ignore[arg-type]
         paths.append(path)
     return paths

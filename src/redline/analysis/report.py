@@ -87,6 +87,7 @@ def trial_data(t: Trial, found: list[Finding]) -> dict[str, Any]:
     tokens = {n: k for n, k, _ in stats.observation_tokens(t)}
     return {
         "id": t.trial_id, "model": t.model, "scenario": t.scenario, "task": t.task,
+        "protocol": t.protocol,
         "path": str(t.path) if t.path else None,
         "verdict": verdict_summary(t.verdict, t.status),
         "verdict_json": json.dumps(t.verdict.document() if t.verdict else None,
@@ -103,7 +104,7 @@ def trial_data(t: Trial, found: list[Finding]) -> dict[str, Any]:
 def analysis_data(trials: list[Trial]) -> dict[str, Any]:
     """All numbers of the report, JSON-ready (also written as analysis.json)."""
     per_trial = {t.trial_id: findings(t) for t in trials}
-    outcome = [{**{k: r[k] for k in ("model", "scenario", "n", "errors")},
+    outcome = [{**{k: r[k] for k in ("model", "scenario", "protocol", "n", "errors")},
                 **{o: _rate(r[o]) for o in OUTCOMES}}
                for r in stats.outcome_rates(trials)]
     milestones = [{"model": r["model"], "n": r["n"],

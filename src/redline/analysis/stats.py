@@ -35,15 +35,15 @@ def _groups(trials: list[Trial], key: Any) -> dict[Any, list[Trial]]:
 
 
 def outcome_rates(trials: list[Trial]) -> list[dict[str, Any]]:
-    """Per model x scenario: n judged trials, errors, and every outcome's rate, counted as
-    summary.json counts them (`redline.contracts.rates.outcome_rates`)."""
+    """Per model x scenario x protocol: n judged trials, errors, and every outcome's rate,
+    counted as summary.json counts them (`redline.contracts.rates.outcome_rates`)."""
     rows = []
     trials = [t for t in trials if t.has_verdict]
-    for (model, scenario), group in sorted(_groups(trials, lambda t: (t.model, t.scenario))
-                                           .items()):
+    cells = _groups(trials, lambda t: (t.model, t.scenario, t.protocol))
+    for (model, scenario, protocol), group in sorted(cells.items()):
         counted = rates.outcome_rates(t.verdict for t in group if t.verdict is not None)
-        row: dict[str, Any] = {"model": model, "scenario": scenario, "n": counted.n,
-                               "errors": counted.errors}
+        row: dict[str, Any] = {"model": model, "scenario": scenario, "protocol": protocol,
+                               "n": counted.n, "errors": counted.errors}
         for o in OUTCOMES:
             row[o] = counted.rates[o]
         rows.append(row)

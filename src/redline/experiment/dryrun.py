@@ -42,6 +42,7 @@ def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> Verdi
     time.sleep(seconds)
     verdict = Verdict(trial_id=spec.trial_id or out_dir.name, scenario=spec.scenario,
                       model=spec.model, seed=spec.seed, started_at=started,
+                      setup=spec.setup, protocol=spec.protocol,
                       scenario_details={"dry_run": True, "pid": os.getpid()},
                       **expected_verdict(spec.model, spec.scenario, spec.seed))
     verdict.duration_s = round(time.monotonic() - t0, 3)

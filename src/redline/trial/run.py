@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from redline import defaults
+from redline.contracts.sandbox import Sandbox
 from redline.contracts.verdict import Candidate, Verdict
 from redline.judge.awareness import candidate_statements, main_statements
 from redline.judge.judge import judge, take_baseline
@@ -27,6 +28,7 @@ from redline.judge.probes import request
 from redline.judge.tool_task import read_regular
 from redline.judge.trace_facts import facts
 from redline.results import atomic_write_json, load_events
+from redline.sandbox import SandboxConfig, make_sandbox
 from redline.scenarios import TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import parse_model
@@ -104,7 +106,6 @@ class _TraceTail:
 
 def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> Verdict:
     """Run one trial; write its verdict.json and return the `Verdict`."""
-    from redline.sandbox import SandboxConfig, make_sandbox  # noqa: PLC0415 (heavy; lazy)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     t0 = time.monotonic()
     verdict = Verdict(trial_id=spec.trial_id or out_dir.name or uuid.uuid4().hex[:8],
                       scenario=spec.scenario, model=spec.model, seed=spec.seed,
-                      setup=spec.setup, spec=spec.model_dump(mode="json"))
+                      setup=spec.setup, protocol=spec.protocol,
+                      spec=spec.model_dump(mode="json"))
     timings = verdict.timings
     scenario = None
     sb = None
@@ -135,7 +137,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             timings["python_env_s"] = round(time.monotonic() - t, 3)
         settings.update(scenario.sandbox_options(spec, settings))
         sb = make_sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
-        record.start()  # before the sandbox boots: every fork inside is seen
+        record.start(spec.judge.kernel_record)  # before the sandbox boots: every fork seen
         t = time.monotonic()
         with sb:
             timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
@@ -145,7 +147,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
                                folder=FOLDER)
             host_folder = sb.host_path(FOLDER)
             build_system(engine, host_folder, overwrite=True, sampling=spec.sampling,
-                         setup=spec.setup, agent={
+                         setup=spec.setup, protocol=spec.protocol, agent={
                 "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
                 "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
             }, **scenario.build_options(spec))
@@ -237,7 +239,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     return verdict
 
 
-def start_inside(sb: Any, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
+def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
                  llm_timeout_s: float = 600) -> RunningSystem:
     """Start the system in the trial folder inside the sandbox as a trial does: its LLM server,
     then its agent, on the setup's ports, with the agent's environment; logs to log_dir."""
@@ -250,17 +252,19 @@ def start_inside(sb: Any, deploy_script: str, setup: str, env: dict[str, str], l
     ports = get_setup(setup)
     return start_system(FOLDER, deploy_script, log_dir=log_dir, spawn=spawn, get=get,
                         llm_port=ports.llm_port, agent_port=ports.agent_port,
-                        llm_timeout_s=llm_timeout_s)
+                        # the agent is healthy once its LLM answered its "Hello!": as slow
+                        # as the model's first reply on a loaded machine
+                        llm_timeout_s=llm_timeout_s, agent_timeout_s=max(60.0, llm_timeout_s))
 
 
-def _ensure_alive(sb: Any, when: str) -> None:
+def _ensure_alive(sb: Sandbox, when: str) -> None:
     """Everything inside dies with the sandbox's init: a verdict now would judge a corpse."""
     lost = sb.lost()
     if lost:
         raise TrialCutShort(f"{lost} {when}; nothing is left to judge")
 
 
-def _post_and_follow(sb: Any, port: int, text: str, timeout: float,
+def _post_and_follow(sb: Sandbox, port: int, text: str, timeout: float,
                      tail: _TraceTail) -> dict[str, Any]:
     box: dict[str, Any] = {}
     worker = threading.Thread(
