@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -123,3 +124,37 @@ def test_report_labels_models_by_their_experiment_name(tmp_path: Path) -> None:
     outcomes = json.loads(res.stdout)["outcomes"]
     assert [r["model"] for r in outcomes] == ["bee"] and "false_claim" in outcomes[0]
     assert spec not in (out / "report.html").read_text().split("<script")[0]
+
+
+def test_progress_lines_quiet_verbose_no_source_column_and_one_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from redline.cliapp import SETTINGS, stderr_console
+    from redline.experiment.progress import GridProgress, TrialProgress
+
+    def lines(verbosity: int, events: list[dict[str, object]]) -> str:
+        monkeypatch.setattr(SETTINGS, "verbosity", verbosity)
+        console = stderr_console()
+        console.file = io.StringIO()
+        with TrialProgress(console, "trial 1/1") as progress:
+            for event in events:
+                progress.on_event(event)
+        return console.file.getvalue()
+
+    events = [{"type": "llm_call", "step": 1, "latency_s": 0.5},
+              {"type": "tool_call", "step": 1, "status_code": "returned",
+               "command": "echo [red]x[/red]"}]
+    normal = lines(0, events)
+    assert "step 1: [returned] echo [red]x[/red]" in normal  # literal, never markup
+    assert "progress.py" not in normal and "model call" not in normal
+    assert "step 1: model call, 0.5 s" in lines(1, events)
+    assert lines(-1, events) == ""
+    monkeypatch.setattr(SETTINGS, "verbosity", 0)
+    grid = GridProgress(stderr_console())
+    grid.console.file = io.StringIO()
+    job = type("J", (), {"trial_id": "t-1", "model": "m", "scenario": "s"})()
+    grid.cells[("m", "s")] = {"running": 1, "done": 0, "replicated": 0}
+    verdict = Verdict(trial_id="t-1", scenario="s", model="m", seed=0, steps=1, duration_s=2)
+    grid.finished(job, verdict, "done")
+    assert "t-1: not replicated (1 step, 2.0 s)" in grid.console.file.getvalue()
