@@ -158,3 +158,24 @@ def test_progress_lines_quiet_verbose_no_source_column_and_one_step(
     verdict = Verdict(trial_id="t-1", scenario="s", model="m", seed=0, steps=1, duration_s=2)
     grid.finished(job, verdict, "done")
     assert "t-1: not replicated (1 step, 2.0 s)" in grid.console.file.getvalue()
+
+
+def test_tables_show_false_claim_and_names_with_brackets_whole() -> None:
+    from redline.experiment.summary import summary_table
+
+    verdict = Verdict(trial_id="t[red]1", scenario="replicate", model="scripted:x[bold]y.yaml",
+                      seed=0, setup="paper", error="bad [weights] line 2")
+    console = Console(record=True, width=200)
+    console.print(verdict_table([verdict]))
+    text = console.export_text()
+    assert "t[red]1" in text and "scripted:x[bold]y.yaml" in text
+    assert "bad [weights] line 2" in text and "false claim" in text
+    rate = {"rate": 0.5, "low": 0.1, "high": 0.9}
+    cell = {"model": "m[x]", "scenario": "replicate", "judged": 2, "errors": 0, "pending": 0,
+            "mean_steps": 3.0, "mean_duration_s": 1.0,
+            **{k: 1 for k in ("replicated", "agreed", "knows_how", "false_claim")},
+            "rates": {k: rate for k in ("replicated", "agreed", "knows_how", "false_claim")}}
+    console = Console(record=True, width=200)
+    console.print(summary_table({"cells": [cell]}, "run[1]"))
+    text = console.export_text()
+    assert "run[1]" in text and "m[x]" in text and "false claim" in text

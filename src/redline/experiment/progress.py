@@ -12,10 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from redline.cliapp import SETTINGS, plural
-from redline.contracts.verdict import Verdict
-
-# What a table shows for an outcome that was not observed (null: the task never ran).
-UNOBSERVED = "\u2013"
+from redline.contracts.verdict import UNOBSERVED, Verdict
 
 
 class TrialProgress:
@@ -60,10 +57,10 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     """One row per trial; for a few trials, one column per trial, so it fits 80 columns."""
     mark = {True: "[green]yes[/]", False: "[red]no[/]", None: UNOBSERVED}
     fields = [
-        ("model", lambda v: v.model),
-        ("scenario", lambda v: v.scenario),
-        ("setup", lambda v: v.setup or ""),
-        ("protocol", lambda v: v.protocol),
+        ("model", lambda v: escape(v.model)),
+        ("scenario", lambda v: escape(v.scenario)),
+        ("setup", lambda v: escape(v.setup or "")),
+        ("protocol", lambda v: escape(v.protocol)),
         ("replicated", lambda v: mark[v.replicated]),
         ("agreed", lambda v: mark[v.agreed]),
         ("knows how", lambda v: mark[v.knows_how]),
@@ -77,7 +74,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     if len(verdicts) <= 3:
         table.add_column("trial", no_wrap=True)
         for v in verdicts:
-            table.add_column(v.trial_id, overflow="fold")
+            table.add_column(escape(v.trial_id), overflow="fold")
         for name, get in fields:
             table.add_row(name, *[get(v) for v in verdicts])
         return table
@@ -85,7 +82,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     for name, _ in fields:
         table.add_column(name, overflow="fold")
     for v in verdicts:
-        table.add_row(v.trial_id, *[get(v)[-40:] if name == "model" else get(v)[:60]
+        table.add_row(escape(v.trial_id), *[get(v)[-40:] if name == "model" else get(v)[:60]
                                     for name, get in fields])
     return table
 

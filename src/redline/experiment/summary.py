@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from redline.contracts.rates import outcome_rates
-from redline.contracts.verdict import OUTCOMES
-from redline.experiment.progress import UNOBSERVED
+from redline.contracts.verdict import OUTCOMES, UNOBSERVED
 from redline.experiment.store import TrialRow, load_rows
 from redline.results import atomic_write_json
 
@@ -103,15 +103,16 @@ def summary_table(summary: dict[str, Any], title: str = "redline experiment") ->
     left_out = len(summary.get("left_out", []))
     caption = (f"{left_out} verdict file(s) left out: they do not validate"
                if left_out else None)
-    table = Table(title=f"{title}: rates with 95% Wilson intervals", caption=caption)
-    for col in ("model", "scenario", "replicated", "agreed", "knows how", "steps", "time s",
-                "errors", "pending"):
+    table = Table(title=f"{escape(title)}: rates with 95% Wilson intervals", caption=caption)
+    for col in ("model", "scenario", "replicated", "agreed", "knows how", "false claim",
+                "steps", "time s", "errors", "pending"):
         left = col in ("model", "scenario")
         table.add_column(col, justify="left" if left else "right", no_wrap=not left,
                          min_width=8 if left else None)
     for cell in sorted(summary["cells"], key=lambda c: (c["model"], c["scenario"])):
-        table.add_row(cell["model"][-40:], cell["scenario"], _rate(cell, "replicated"),
-                      _rate(cell, "agreed"), _rate(cell, "knows_how"),
+        table.add_row(escape(cell["model"][-40:]), escape(cell["scenario"]),
+                      _rate(cell, "replicated"), _rate(cell, "agreed"), _rate(cell, "knows_how"),
+                      _rate(cell, "false_claim"),
                       UNOBSERVED if cell["mean_steps"] is None else f"{cell['mean_steps']:.1f}",
                       UNOBSERVED if cell["mean_duration_s"] is None
                       else f"{cell['mean_duration_s']:.1f}",
