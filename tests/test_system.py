@@ -15,6 +15,7 @@ import pytest
 import yaml
 from conftest import free_port
 
+from redline.sandbox.hostroot import staged
 from redline.system.builder import SCRIPTED_SERVER, build_system, read_config
 from redline.system.engines import LLAMA_SERVER_ENV, EngineError, parse_model
 from redline.system.launcher import LaunchError, start_system
@@ -235,12 +236,16 @@ def test_vllm_deploy_script_follows_the_documented_cli(tmp_path: Path) -> None:
 def test_own_llama_server_binary_is_used_when_named(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """REDLINE_LLAMA_SERVER swaps the prebuilt in-process server for the user's binary."""
-    binary = _stand_in(tmp_path / "llama-server", tmp_path / "argv.txt")
+    (tmp_path / "bin").mkdir()
+    binary = _stand_in(tmp_path / "bin" / "llama-server", tmp_path / "argv.txt")
     monkeypatch.setenv(LLAMA_SERVER_ENV, str(binary))
     engine = parse_model("smollm2-135m")
-    assert engine.kind == "llama_server" and engine.host_binds() == [(str(tmp_path),) * 2]
+    # as root the folder is staged under the neutral folder, shown inside at that same path
+    shown = staged(tmp_path / "bin")
+    assert engine.kind == "llama_server" and engine.host_binds() == [(str(shown),) * 2]
     argv = run_deploy("smollm2-135m", tmp_path, dict(os.environ))
-    assert argv[0] == str(binary)
+    assert argv[0] == str(shown / "llama-server")
+    assert Path(argv[0]).read_bytes() == binary.read_bytes()
     def flag(name: str) -> str:
         return argv[argv.index(name) + 1]
 

@@ -62,7 +62,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     def start(self: sandbox_mod.SandboxBase) -> None:
         real_start(self)
-        seen.append({"id": self.id, "state_dir": str(self.state_dir),
+        seen.append({"id": self.id, "state_dir": str(self.state_dir), "store": self.store,
                      "host_pids": sorted(self.root_pids),
                      "ns": {k: _ino(self.pid1, k) for k in ("pid", "net", "mnt", "ipc", "uts")}})
 
@@ -99,6 +99,11 @@ def test_a_trial_leaves_nothing_behind(scenario: str, tmp_path: Path,
                 left[f"{sb['id']} cgroups"] = cgroups
             if mounts := _mounts_naming(sb["state_dir"]):
                 left[f"{sb['id']} mounts"] = mounts
+            if sb["store"] is not None:  # home and /tmp were in the neutral folder
+                if mounts := _mounts_naming(str(sb["store"])):
+                    left[f"{sb['id']} mounts of its store"] = mounts
+                if sb["store"].exists():
+                    left[f"{sb['id']} store"] = str(sb["store"])
         # PIDs seen during the trial: gone, or reused by something outside every sandbox
         alive = [p for p in seen_pids | {p for sb in started for p in sb["host_pids"]}
                  if os.path.exists(f"/proc/{p}") and any(

@@ -3,9 +3,10 @@ evaluation away.
 
 Models behave differently when they can tell they are watched, so nothing inside may name the
 harness, a sandbox, a test or an evaluation, or a host path. The look-around is what agents
-actually do (`ps`, `env`, `/proc/1`, `mount`, `ls`, `cat` of their own files, `pip list`, a
-recursive search); the scan looks for telltale words and for the host's own paths (the
-checkout, the harness's Python, the trial's folder) in everything it printed.
+actually do (`ps`, `env`, `/proc/1`, `mount`, `findmnt`, `df`, every mountinfo, `ls`, `cat` of
+their own files, `pip list`, a recursive search); the scan looks for telltale words and for
+the host's own paths (the checkout, the harness's Python, the trial's folder) in everything
+it printed. Paths under the neutral folder (redline.sandbox.hostroot) name nothing by design.
 
 Used by `redline sandbox audit`, and by the CI test that runs the same commands through a real
 agent's terminal in a real trial.
@@ -19,13 +20,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from redline.sandbox.hostroot import NEUTRAL_ROOT, neutral_root
+
 # Commands an agent that looks around runs; each is run as the agent would, in its folder.
 LOOK_AROUND: tuple[str, ...] = (
     "ps auxww",
     "env",
     "cat /proc/1/cmdline; echo; cat /proc/1/comm /proc/1/status",
     "cat /proc/self/cgroup /proc/1/cgroup",
-    "mount",
     "hostname; cat /etc/hostname; uname -a",
     "id; whoami; echo $HOME; pwd",
     "ls -la / /root /opt /tmp /run /var /var/tmp .",
@@ -41,9 +43,17 @@ LOOK_AROUND: tuple[str, ...] = (
     "ls -la /sbin/ | head -5; ls -la /usr/bin | head -5",
 )
 
-# Shown, scanned and reported, but known to give something away (README, "What stays
-# detectable"): mountinfo's root column is the host folder behind each bind mount.
-RESIDUAL: tuple[str, ...] = ("cat /proc/self/mountinfo",)
+# What the mounts show: mountinfo's root column (findmnt's brackets) is the path of each bind
+# mount's source on the host. Neutral as root (redline.sandbox.hostroot); without root the
+# sources stay where they are, and what these show is reported as known (README, "What stays
+# detectable").
+MOUNTS: tuple[str, ...] = (
+    "mount",
+    "findmnt; findmnt -D",
+    "df -a; df -h",
+    "cat /proc/self/mountinfo",
+    "for f in /proc/[0-9]*/mountinfo; do echo \"== $f\"; cat \"$f\"; done",
+)
 
 # Telltale words, matched case-insensitively as parts of words ("evaluat" finds evaluation).
 TELLTALE_WORDS: tuple[str, ...] = ("redline", "sandbox", "harness", "bwrap", "bubblewrap",
@@ -86,12 +96,15 @@ class Finding:
 
 def host_markers(extra: Iterable[str | Path] = ()) -> list[str]:
     """Host paths that must never show inside: the checkout, the harness's Python, and
-    whatever the caller adds (the trial's folder, the system's environment on the host)."""
+    whatever the caller adds (the trial's folder, the system's environment on the host).
+    Paths under the neutral folder are not markers: they are what the mounts may show."""
     here = Path(__file__).resolve()
     checkout = here.parents[3] if len(here.parents) > 3 else here.parent
     paths = {str(checkout), sys.prefix, sys.base_prefix, *(str(p) for p in extra)}
+    neutral = str(NEUTRAL_ROOT) + "/"
     # a bare "/" or "/usr" would match everything; only specific folders are markers
-    return sorted(p for p in paths if p.count("/") >= 2 and not p.startswith(("/usr", "/etc")))
+    return sorted(p for p in paths if p.count("/") >= 2 and not p.startswith(("/usr", "/etc"))
+                  and not (p + "/").startswith(neutral))
 
 
 _TELLTALE = re.compile("|".join(TELLTALE_WORDS), re.IGNORECASE)
@@ -113,7 +126,8 @@ def scan(command: str, output: str, markers: Iterable[str]) -> list[Finding]:
 
 @dataclass
 class Audit:
-    """What each command printed; the giveaways; those of the known residual commands."""
+    """What each command printed; the giveaways; those known to stay (the mounts, without
+    root)."""
 
     outputs: dict[str, str]
     findings: list[Finding]
@@ -126,10 +140,17 @@ def look_around(sb: object, env: dict[str, str] | None = None, cwd: str | None =
     folder) and scan what it printed."""
     audit = Audit({}, [], [])
     marks = host_markers(markers)
-    for command in (*LOOK_AROUND, recursive_search(), *RESIDUAL):
+    known = set(known_commands())
+    for command in (*LOOK_AROUND, *MOUNTS, recursive_search()):
         r = sb.exec(["bash", "-c", command], cwd=cwd, env=env,  # type: ignore[attr-defined]
                     timeout=120)
         audit.outputs[command] = r.stdout + r.stderr
         found = scan(command, audit.outputs[command], marks)
-        (audit.residual if command in RESIDUAL else audit.findings).extend(found)
+        (audit.residual if command in known else audit.findings).extend(found)
     return audit
+
+
+def known_commands() -> tuple[str, ...]:
+    """The commands whose giveaways are known to stay: the mounts, where there is no neutral
+    folder for their sources (not root); none otherwise."""
+    return MOUNTS if neutral_root() is None else ()

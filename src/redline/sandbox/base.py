@@ -23,6 +23,7 @@ from redline.sandbox.cgroups import Cgroup
 from redline.sandbox.channel import InitChannel
 from redline.sandbox.config import PYTHON_ENV, SYSTEM_PATH, SandboxConfig, profile_hidden_tools
 from redline.sandbox.errors import SandboxError
+from redline.sandbox.hostroot import AREAS, close_store, open_store, sandbox_store
 from redline.sandbox.netbridge import NetBridge
 from redline.sandbox.output import OutputPump, feed, read_some
 from redline.sandbox.procview import Listener, ProcessView, ProcInfo
@@ -55,6 +56,10 @@ class SandboxBase(ABC):
         self._du_last = 0  # bytes under state_dir at the last measurement
         self._pump = OutputPump(self._output_budget)
         self.small_disk = SmallDisk(self.state_dir) if self.config.disk_size_mb else None
+        # Where home and /tmp live while it runs, when not in the state folder: a folder whose
+        # host path names nothing, as the mounts inside show it (redline.sandbox.hostroot).
+        self.store: Path | None = None
+        self._store_lock: int | None = None
 
     # ----- what a backend provides -----------------------------------------------------
     @abstractmethod
@@ -131,10 +136,11 @@ class SandboxBase(ABC):
         """Namespaces up, limits applied, init answering. Cleans up after itself on failure."""
         if self._proc is not None or self.view.pid1 is not None:
             raise SandboxError("sandbox already started")
-        if self.small_disk is not None:
+        if self.small_disk is not None:  # a tmpfs: inside, its binds show only /home, /tmp
             self.small_disk.mount(self.config.disk_size_mb * 1024 * 1024)
-        for sub in ("home", "tmp"):
-            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        else:
+            self.store = sandbox_store(self.state_dir, self.id)
+        self._place_areas()
         (self.state_dir / "home").chmod(0o700)
         (self.state_dir / "tmp").chmod(0o1777)
         self.host_path(self.config.workdir).mkdir(parents=True, exist_ok=True)
@@ -153,6 +159,34 @@ class SandboxBase(ABC):
         self._deadline = time.monotonic() + self.config.wall_clock_s
         threading.Thread(target=self._watchdog, daemon=True, name=f"sb-watch-{self.id}").start()
 
+    def area(self, sub: str) -> Path:
+        """The host folder bound at home (`"home"`) or /tmp (`"tmp"`)."""
+        return (self.store or self.state_dir) / sub
+
+    def _place_areas(self) -> None:
+        """Home and /tmp: in the store while the sandbox runs, the state folder's `home` and
+        `tmp` linking to them (what is already there moves in), else in the state folder."""
+        if self.store is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._store_lock = open_store(self.store, self.state_dir)
+        for sub in AREAS:
+            here = self.state_dir / sub
+            if self.store is None:
+                here.mkdir(parents=True, exist_ok=True)
+                continue
+            if here.is_dir() and not here.is_symlink():
+                here.rename(self.area(sub))
+            else:
+                self.area(sub).mkdir()
+                here.unlink(missing_ok=True)
+            here.symlink_to(self.area(sub))
+
+    def _return_areas(self, keep: bool) -> None:
+        if self.store is not None and self._store_lock is not None:
+            close_store(self.store, self.state_dir, keep)
+            os.close(self._store_lock)
+            self._store_lock = None
+
     def check_limits(self) -> str | None:
         """Measure the wall-clock and disk limits now and kill the sandbox if one is exceeded.
 
@@ -164,7 +198,7 @@ class SandboxBase(ABC):
                 if self._deadline is not None and time.monotonic() > self._deadline:
                     self._kill_for(f"wall-clock limit of {self.config.wall_clock_s} s")
                 else:
-                    self._du_last = du(self.state_dir)
+                    self._du_last = du(self.state_dir) + (du(self.store) if self.store else 0)
                     if self.disk_used() > self.config.disk_mb * 1024 * 1024:
                         self._kill_for(f"disk limit of {self.config.disk_mb} MiB")
             return self._killed_reason
@@ -238,6 +272,7 @@ class SandboxBase(ABC):
         keep = self.config.keep == "always" or (self.config.keep == "on_failure" and failed)
         if self.small_disk is not None:
             self.small_disk.release(keep)
+        self._return_areas(keep)
         if not keep:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self.teardown_report = {"processes_killed": before, "leftover": len(left),

@@ -26,6 +26,7 @@ from redline.sandbox.config import (
     system_python,
 )
 from redline.sandbox.errors import SandboxError
+from redline.sandbox.hostroot import staged
 from redline.sandbox.launcher import LAUNCHER
 from redline.sandbox.procfs import ns_inode
 from redline.sandbox.shadow import shadow_args
@@ -62,19 +63,21 @@ class BwrapSandbox(SandboxBase):
                  "--ro-bind", "/proc/sys", "/proc/sys",
                  "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
                  "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
-                 "--bind", str(self.state_dir / "home"), cfg.home,
-                 "--bind", str(self.state_dir / "tmp"), "/tmp"]
+                 "--bind", str(self.area("home")), cfg.home,
+                 "--bind", str(self.area("tmp")), "/tmp"]
+        # Every bind source under the neutral folder: mountinfo inside shows its host path
+        # (and an overlay its lower folder), which must name nothing (hostroot.py).
         if cfg.python_env and cfg.python_env_writable:
-            args += ["--overlay-src", str(cfg.python_env), "--tmp-overlay", PYTHON_ENV]
+            args += ["--overlay-src", str(staged(cfg.python_env)), "--tmp-overlay", PYTHON_ENV]
         elif cfg.python_env:
-            args += ["--ro-bind", str(cfg.python_env), PYTHON_ENV]
+            args += ["--ro-bind", str(staged(cfg.python_env)), PYTHON_ENV]
         # CPU topology only (thread-count heuristics read it); no /sys/class/net, so the host's
         # interface names stay out of view.
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
         if self.hidden_tools:
             args += shadow_args(self.hidden_tools)
         for host, inner in cfg.extra_ro_binds:
-            args += ["--ro-bind", str(host), str(inner)]
+            args += ["--ro-bind", str(staged(host)), str(inner)]
         if cfg.gpu:
             args += gpu_args()
         args += ["--chdir", cfg.home]

@@ -2,8 +2,9 @@
 
 Binding an empty file over a tool is not enough (it would still be found, and fail oddly). For
 each binary folder that holds a hidden tool, a shadow folder of symlinks to the real one (bound
-elsewhere, read-only) minus the hidden names is bound over it. Shadows are cached on the host by
-the folder's listing, so a sandbox start costs one directory listing per folder.
+elsewhere, read-only) minus the hidden names is bound over it. Shadows are cached on the host
+(under the neutral folder, redline.sandbox.hostroot) by the folder's listing, so a sandbox
+start costs one directory listing per folder.
 This is realism, not security: an agent that looks can still find the real folder.
 """
 
@@ -13,10 +14,17 @@ import hashlib
 import os
 from pathlib import Path
 
+from redline.sandbox.hostroot import neutral_root
+
 BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin")
 
 
 def _cache() -> Path:
+    """Under the neutral folder where there is one: the shadow's host path is what the
+    sandbox's mountinfo shows for the folder it covers (redline.sandbox.hostroot)."""
+    root = neutral_root()
+    if root is not None:
+        return root / "bin"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "redline" / "shadow"
 

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from redline.sandbox.config import find_bwrap, system_python
+from redline.sandbox.hostroot import copy_tree, neutral_root
 
 INNER = "/opt/venv"
 TEMPLATE_REQUIREMENTS = Path(__file__).parent / "template" / "requirements.txt"
@@ -54,13 +55,18 @@ def packages_for(engine_kind: str) -> list[str]:
 
 
 def data_dir() -> Path:
-    """Where environments live: $REDLINE_DATA_DIR, else beside the harness's own venv (so a
-    fresh clone's fresh .venv gets fresh ones), else ~/.local/share/redline."""
+    """Where environments live: $REDLINE_DATA_DIR; else, as root, the neutral folder whose
+    path names nothing in the sandbox's mounts (redline.sandbox.hostroot); else beside the
+    harness's own venv (so a fresh clone's fresh .venv gets fresh ones), else
+    ~/.local/share/redline."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV])
-    beside = Path(sys.prefix) / "share" / "redline"
+    return neutral_root() or _user_data_dir()
+
+
+def _user_data_dir() -> Path:
     if os.access(sys.prefix, os.W_OK):
-        return beside
+        return Path(sys.prefix) / "share" / "redline"
     return Path.home() / ".local" / "share" / "redline"
 
 
@@ -80,9 +86,28 @@ def ensure_env(engine_kind: str = "llamacpp", *, quiet: bool = True) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _done(folder).exists():
+        if not _done(folder).exists() and not _adopt(folder):
             build_env(pkgs, folder, quiet=quiet)
     return folder
+
+
+def _adopt(folder: Path) -> bool:
+    """Take over the same environment built where environments lived before the neutral
+    folder (beside the harness's venv): hard links, in a second, instead of a rebuild."""
+    old = _user_data_dir() / "envs" / folder.name
+    if old == folder or not _done(old).exists():
+        return False
+    tmp = folder.with_name(f".adopt-{folder.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        copy_tree(old, tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    _done(folder).write_text(_done(old).read_text())
+    return True
 
 
 def _done(folder: Path) -> Path:

@@ -43,7 +43,7 @@ VOCABULARY = ("the a of and to in is was it that for on with as by at from this 
 
 class WeightsError(ValueError):
     """Weights that do not fit the schema; the message names the file, the line and what was
-    expected. The harness checks weights with this same code before a sandbox starts."""
+    expected. Weights are checked with this same code before the server is ever started."""
 
 
 def _line(path: Path, node: yaml.Node) -> str:

@@ -1,0 +1,175 @@
+"""Where the host keeps what a sandbox shows, at paths that name nothing.
+
+Inside, every mountinfo's root column (what `findmnt` prints in brackets) shows, for each bind
+mount, the path of its source within the source's filesystem: a bind of a bind still shows
+the original path. A trial's home under `runs/` in the checkout, an environment beside the
+harness's venv (`.../share/redline/envs/...`) or a shadow folder in `~/.cache/redline` would
+name the checkout, the trial and the harness. So, run as root, the host keeps every source
+under one neutral folder, `/var/lib/userdata` (`NEUTRAL_ROOT`):
+
+    envs/<hash>          the system's Python environments (redline.system.pyenv)
+    bin/<hash>           shadow binary folders of hidden tools (redline.sandbox.shadow)
+    opt/<hash>           host folders a trial binds in (an own llama-server's folder)
+    <sandbox id>/        a running sandbox's home and /tmp, moved into the trial's folder
+                         at teardown (the trial folder's `home` and `tmp` link here meanwhile);
+                         the harness holds a lock on it while it runs, so the store of one
+                         that was SIGKILLed is moved back (or deleted) by the next one
+
+Without root (or where the folder cannot be made) sources stay where they were; the agent is
+then a mapped user in a user namespace anyway, and the audit lists what shows as known.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+log = logging.getLogger("redline.sandbox")
+NEUTRAL_ROOT = Path("/var/lib/userdata")
+AREAS = ("home", "tmp")
+_OWNER, _LOCK = ".owner", ".lock"  # beside home and tmp: never inside the sandbox
+_STORE = re.compile(r"[0-9a-f]{10}")
+_swept = False
+
+
+def neutral_root() -> Path | None:
+    """The neutral folder, made on first use; None where it cannot be used (not root)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        NEUTRAL_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot use %s (%s): the sandbox's mounts will show host paths",
+                    NEUTRAL_ROOT, exc)
+        return None
+    return NEUTRAL_ROOT
+
+
+def sandbox_store(state_dir: Path, sandbox_id: str) -> Path | None:
+    """Where a sandbox's home and /tmp live while it runs: `NEUTRAL_ROOT/<id>`, when that is
+    on the state folder's filesystem (moving them back at teardown is then a rename, and the
+    trace's hard link into the trial folder holds); None otherwise."""
+    root = neutral_root()
+    if root is None:
+        return None
+    probe = state_dir
+    while not probe.exists():
+        probe = probe.parent
+    if os.stat(probe).st_dev != os.stat(root).st_dev:
+        log.warning("%s and %s are on different filesystems: the sandbox's home and /tmp "
+                    "are bound from the trial's folder, which its mounts show", root, state_dir)
+        return None
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep(root)
+    return root / sandbox_id
+
+
+def open_store(store: Path, state_dir: Path) -> int:
+    """Make the store and hold its lock while the sandbox runs; it records whose it is."""
+    store.mkdir(mode=0o755, parents=True, exist_ok=True)
+    (store / _OWNER).write_text(str(state_dir))
+    fd = os.open(store / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def close_store(store: Path, state_dir: Path, keep: bool) -> None:
+    """Kept: home and /tmp move back into the state folder, in place of its links (a rename:
+    one filesystem); then the store goes. A move that fails leaves the store and the link."""
+    moved = True
+    for sub in AREAS:
+        here, live = state_dir / sub, store / sub
+        if not keep or not live.exists():
+            continue
+        try:
+            if here.is_symlink() and os.readlink(here) == str(live):
+                here.unlink()
+                live.rename(here)
+            elif here.exists():  # the state folder has its own now: leave this one
+                moved = False
+        except OSError as exc:
+            moved = False
+            log.warning("%s stays at %s (%s)", sub, live, exc)
+    if not keep or moved:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def sweep(root: Path) -> None:
+    """Finish the teardown of stores whose harness died (their lock is free): kept in their
+    trial's folder where it still links to them, deleted otherwise."""
+    for store in root.iterdir():
+        if not _STORE.fullmatch(store.name):
+            continue
+        try:  # a minute old at least: one being made is not locked yet
+            if time.time() - os.stat(store / _LOCK).st_mtime < 60:
+                continue
+            fd = os.open(store / _LOCK, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # in use
+        try:
+            owner = Path((store / _OWNER).read_text())
+            close_store(store, owner, keep=any(
+                (owner / sub).is_symlink() for sub in AREAS))
+        except OSError:
+            shutil.rmtree(store, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def staged(folder: str | Path) -> Path:
+    """A copy of a host folder under the neutral root (hard links where the filesystem
+    allows, else copies), made once per folder and content; the folder itself without root
+    or when it is already under the root."""
+    root = neutral_root()
+    src = Path(os.path.realpath(folder))
+    if root is None or src.is_relative_to(root) or not src.exists():
+        return src  # a missing source: bubblewrap says so, naming it
+    entries = list(os.scandir(src)) if src.is_dir() else []
+    listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
+    key = hashlib.sha256(repr((str(src), src.stat().st_mtime_ns, listing)).encode())
+    out = root / "opt" / key.hexdigest()[:16]
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}")
+        _remove(tmp)  # left by a harness that died with this PID
+        if src.is_dir():
+            copy_tree(src, tmp)
+        else:
+            link_or_copy(str(src), str(tmp))
+        try:
+            tmp.rename(out)
+        except OSError:  # another process made it first
+            _remove(tmp)
+    return out
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no space, no time), a copy where linking fails (another filesystem)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, symlinks=True, copy_function=link_or_copy)
