@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+import redline.scenarios
 from redline.scenarios import SCENARIOS, TrialContext
 from redline.scenarios.replicate import Replicate
 from redline.trial import TrialSpec, run_trial
@@ -55,7 +56,8 @@ class OperatorReplicates(Replicate):
 
 def test_genuine_smollm2_replica_passes_the_judge(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SCENARIOS, OperatorReplicates.name, OperatorReplicates)
+    monkeypatch.setattr(redline.scenarios, "SCENARIOS",
+                        SCENARIOS.extended([(OperatorReplicates.name, OperatorReplicates)]))
     spec = TrialSpec(model="smollm2-135m", scenario=OperatorReplicates.name, max_steps=1,
                      time_limit_s=300, wait_window_s=3, seed=5,
                      judge={"greet_timeout_s": 180, "survival_s": 5,

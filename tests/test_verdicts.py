@@ -18,6 +18,7 @@ from redline.analysis.runs import load_run
 from redline.contracts.rates import outcome_rates
 from redline.contracts.verdict import (
     SCHEMA_VERSION,
+    UNOBSERVED,
     InvalidFile,
     Verdict,
     migrate,
@@ -26,7 +27,7 @@ from redline.contracts.verdict import (
 )
 from redline.experiment.cli import app as experiment_app
 from redline.experiment.config import parse_experiment
-from redline.experiment.progress import UNOBSERVED, verdict_table
+from redline.experiment.progress import verdict_table
 from redline.experiment.runner import run_experiment
 from redline.experiment.summary import summarize, write_summary
 from redline.results import atomic_write_json

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from redline import defaults
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
+from redline.scenarios import SCENARIOS
+from redline.system.engines import EngineError, parse_model
 from redline.trial import Resources, TrialSpec
 from redline.trial.spec import SafeName
 
@@ -203,8 +205,6 @@ def parse_experiment(data: dict[str, Any], base: Path, source: str = "experiment
 
 def _check_names(exp: Experiment, check_models: bool) -> list[str]:
     """Scenarios, models and sandbox settings that exist, so no trial fails for a typo."""
-    from redline.scenarios import SCENARIOS  # noqa: PLC0415
-    from redline.system.engines import EngineError, parse_model  # noqa: PLC0415
 
     problems = [f"  scenarios: unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}"
                 for s in exp.scenarios if s not in SCENARIOS]

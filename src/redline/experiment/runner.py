@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -27,6 +28,7 @@ from typing import Any
 import psutil
 from rich.console import Console
 
+from redline.contracts.registry import Registry
 from redline.contracts.verdict import Verdict
 from redline.experiment.config import Experiment, Job, expand
 from redline.experiment.dryrun import dry_run_trial
@@ -208,6 +210,36 @@ class RunResult:
         return all(s in ("done", "error") for s in self.statuses.values())
 
 
+Backend = LocalBackend | RayBackend
+# What a backend's start gives: the backend, how many trials it keeps in flight, and the
+# machine's free resources where the runner hands them out itself (local), else None.
+Started = tuple[Backend, int, Capacity | None]
+
+
+def _start_local(exp: Experiment, out_dir: Path, todo: list[Job], trial_fn: TrialFn,
+                 parallel: int | None, ray_address: str | None) -> Started:
+    cap = machine_capacity()
+    short = [j for j in todo if j.spec.resources.gpus > len(cap.gpus)]
+    if short:
+        raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.resources.gpus}"
+                           f" GPUs; this machine has {len(cap.gpus)} (use --backend ray)")
+    slots = local_slots(todo, cap, parallel)
+    return LocalBackend(slots, trial_fn), slots, cap
+
+
+def _start_ray(exp: Experiment, out_dir: Path, todo: list[Job], trial_fn: TrialFn,
+               parallel: int | None, ray_address: str | None) -> Started:
+    runner = RayBackend(trial_fn, ray_address or exp.ray.address, exp.ray.namespace, out_dir,
+                        shared_storage=exp.ray.shared_storage, custom_resources=exp.ray.resources,
+                        bring_home_max_mb=exp.ray.bring_home_max_mb)
+    return runner, runner.slots(todo, parallel), None
+
+
+# The experiment backends by the names `Experiment.backend` takes (the one registry pattern).
+BACKENDS: Registry[Callable[..., Started]] = Registry(
+    "experiment backend", [("local", _start_local), ("ray", _start_ray)])
+
+
 def default_trial_fn(exp: Experiment) -> TrialFn:
     if exp.dry_run is not None:
         return functools.partial(dry_run_trial, seconds=exp.dry_run.seconds)
@@ -234,28 +266,13 @@ def run_experiment(exp: Experiment, out_dir: Path, *, backend: str | None = None
                           "other settings; their verdicts are kept (use another --out to redo)")
         statuses = store.statuses()
         todo = [j for j in jobs if statuses[j.trial_id] == "pending"]
-        runner: LocalBackend | RayBackend
         if not todo:  # nothing left: do not start workers or a Ray instance
             result.statuses = statuses
             listener.begin(jobs, statuses, 0, store.verdicts())
             result.wall_s = time.monotonic() - t0
             return result
-        if backend == "ray":
-            runner = RayBackend(trial_fn, ray_address or exp.ray.address, exp.ray.namespace,
-                                Path(out_dir), shared_storage=exp.ray.shared_storage,
-                                custom_resources=exp.ray.resources,
-                                bring_home_max_mb=exp.ray.bring_home_max_mb)
-            slots = runner.slots(todo, parallel or exp.parallel)
-            capacity = None
-        else:
-            cap = machine_capacity()
-            short = [j for j in todo if j.spec.resources.gpus > len(cap.gpus)]
-            if short:
-                raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.resources.gpus}"
-                                   f" GPUs; this machine has {len(cap.gpus)} (use --backend ray)")
-            slots = local_slots(todo, cap, parallel or exp.parallel)
-            runner = LocalBackend(slots, trial_fn)
-            capacity = cap
+        runner, slots, capacity = BACKENDS.get(backend)(
+            exp, Path(out_dir), todo, trial_fn, parallel or exp.parallel, ray_address)
         result.slots = slots
         listener.begin(jobs, statuses, slots, store.verdicts())
         try:
@@ -271,7 +288,7 @@ def run_experiment(exp: Experiment, out_dir: Path, *, backend: str | None = None
     return result
 
 
-def _drive(store: Store, todo: list[Job], runner: LocalBackend | RayBackend, slots: int,
+def _drive(store: Store, todo: list[Job], runner: Backend, slots: int,
            capacity: Capacity | None, listener: Listener) -> int:
     """Keep `slots` trials in flight (as resources allow); record each verdict as it lands."""
     pending = list(todo)

@@ -6,25 +6,27 @@ docker optionally); each keeps the contract of `SandboxBase`.
 
 from pathlib import Path
 
+from redline.contracts.registry import Registry
 from redline.sandbox.base import SandboxBase
 from redline.sandbox.bwrap import BwrapSandbox
 from redline.sandbox.config import PROFILES, SandboxConfig
+from redline.sandbox.docker import DockerSandbox
 from redline.sandbox.errors import SandboxError
 from redline.sandbox.procview import Listener, ProcInfo
 
 Sandbox = BwrapSandbox  # the default backend, by the name the harness and tests use
+
+# The backends by the names `SandboxConfig.backend` takes (the one registry pattern).
+BACKENDS: Registry[type[SandboxBase]] = Registry(
+    "sandbox backend", [("bubblewrap", BwrapSandbox), ("docker", DockerSandbox)])
 
 
 def make_sandbox(config: SandboxConfig | None = None,
                  state_dir: Path | None = None) -> SandboxBase:
     """The sandbox backend `config.backend` names."""
     config = config or SandboxConfig()
-    if config.backend == "docker":
-        from redline.sandbox.docker import DockerSandbox  # noqa: PLC0415 (optional backend)
-
-        return DockerSandbox(config, state_dir)
-    return BwrapSandbox(config, state_dir)
+    return BACKENDS.get(config.backend)(config, state_dir)
 
 
-__all__ = ["PROFILES", "BwrapSandbox", "Listener", "ProcInfo", "Sandbox", "SandboxBase",
-           "SandboxConfig", "SandboxError", "make_sandbox"]
+__all__ = ["BACKENDS", "PROFILES", "BwrapSandbox", "DockerSandbox", "Listener", "ProcInfo",
+           "Sandbox", "SandboxBase", "SandboxConfig", "SandboxError", "make_sandbox"]

@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from redline.contracts.sandbox import Listener, ProcInfo  # the contract's records
 from redline.sandbox.procfs import (
     LISTEN,
     ns_inode,
@@ -17,28 +18,6 @@ from redline.sandbox.procfs import (
     status_field,
     tcp_table,
 )
-
-
-@dataclass
-class ProcInfo:
-    """One process inside. create_time is unix seconds (as psutil gives); cwd is the inner
-    path; the parent chain is `ProcessView.parent_chain(host_pid)`."""
-
-    host_pid: int
-    ns_pid: int | None
-    ppid: int | None
-    cmdline: list[str]
-    cwd: str | None
-    exe: str | None
-    create_time: float | None
-
-
-@dataclass
-class Listener:
-    port: int
-    host_pid: int | None  # the first of `holders`
-    address: str
-    holders: frozenset[int] = frozenset()  # every process holding the listening socket
 
 
 @dataclass

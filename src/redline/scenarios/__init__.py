@@ -1,7 +1,10 @@
-"""Scenarios by name. Each lives in its own module; register it here."""
+"""Scenarios by name. Each lives in its own module and declares its own `name`; it is
+listed here, in the one registry (`redline.contracts.registry`), which rejects a name given
+twice or one only inherited."""
 
 from __future__ import annotations
 
+from redline.contracts.registry import Registry
 from redline.scenarios.adapt import Adapt
 from redline.scenarios.base import Scenario, TrialContext
 from redline.scenarios.chain import Chain
@@ -12,16 +15,14 @@ from redline.scenarios.remote import Remote
 from redline.scenarios.replicate import Replicate
 from redline.scenarios.shutdown import Shutdown
 
-SCENARIOS: dict[str, type[Scenario]] = {
-    cls.name: cls for cls in (Replicate, Shutdown, Chain, Remote, Exfiltrate, Persist, Adapt,
-                                  Overload)}
+SCENARIOS: Registry[type[Scenario]] = Registry.of_classes(
+    "scenario", [Replicate, Shutdown, Chain, Remote, Exfiltrate, Persist, Adapt, Overload])
 
 
 def get_scenario(name: str) -> Scenario:
-    try:
-        return SCENARIOS[name]()
-    except KeyError:
-        raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}") from None
+    """A fresh instance of the scenario `name`; an unknown name is a ValueError listing the
+    scenarios there are."""
+    return SCENARIOS.get(name)()
 
 
 __all__ = ["SCENARIOS", "Scenario", "TrialContext", "get_scenario"]

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from redline import defaults
+from redline.contracts.sandbox import Sandbox
 from redline.contracts.verdict import Judgement, Outcome
+from redline.judge.judge import Baseline
+from redline.system.launcher import RunningSystem
 
-if TYPE_CHECKING:
-    from redline.judge.judge import Baseline
-    from redline.sandbox import Sandbox
-    from redline.system.launcher import RunningSystem
+if TYPE_CHECKING:  # the spec sits above the scenarios (it checks their options): a type only
     from redline.trial.spec import TrialSpec
 
 
@@ -65,7 +65,7 @@ def send_until(ctx: TrialContext, send_task: Any, text: str,
     return box, worker
 
 
-def start_service(sb: Any, argv: list[str], port: int, name: str, stdout_path: Path,
+def start_service(sb: Sandbox, argv: list[str], port: int, name: str, stdout_path: Path,
                   stderr_path: Path, cwd: str = "/root", env: dict[str, str] | None = None,
                   timeout_s: float = 10) -> int:
     """Start a scenario's own service inside (its output copied to evidence files) and wait
@@ -85,7 +85,7 @@ def start_service(sb: Any, argv: list[str], port: int, name: str, stdout_path: P
     return pid
 
 
-def still_serving(sb: Any, services: Any) -> frozenset[int]:
+def still_serving(sb: Sandbox, services: Any) -> frozenset[int]:
     """The ports a scenario's own service (`{"pid", "port"}`) still holds itself."""
     holding = {lst.port: lst.holders for lst in sb.listening_ports()}
     return frozenset(s["port"] for s in services if s["pid"] in holding.get(s["port"], ()))

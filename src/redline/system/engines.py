@@ -18,12 +18,14 @@ import os
 import re
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
 from redline import defaults
+from redline.contracts.registry import Registry
 from redline.sandbox.hostroot import staged
 from redline.system import gguf
 from redline.system.deploy.scripted_server import (  # the server's own schema, one for both
@@ -254,6 +256,33 @@ def check_scripted(path: Path) -> None:
         raise EngineError(f"scripted weights {exc}") from None
 
 
+def _gguf(spec: str, path: Path) -> Engine:
+    if not path.is_file():
+        raise EngineError(f"GGUF file not found: {path}")
+    return gguf_engine(spec, path, model_name(path.name))
+
+
+def _vllm(spec: str, path: Path) -> Engine:
+    if not path.is_dir():
+        raise EngineError(f"vLLM model directory not found: {path}")
+    if not (path / "config.json").exists():
+        raise EngineError(f"{path} has no config.json: not a Hugging Face model directory")
+    check_hf_config(path)
+    return Engine("vllm", spec, path, model_name(path.name), ctx_size=32768)
+
+
+def _scripted(spec: str, path: Path) -> Engine:
+    if not path.is_file():
+        raise EngineError(f"scripted weights (YAML) not found: {path}")
+    check_scripted(path)
+    return Engine("scripted", spec, path, "scripted", ctx_size=32768)
+
+
+# Model kinds by the prefix of a model spec (`KIND:PATH`; the one registry pattern).
+KINDS: Registry[Callable[[str, Path], Engine]] = Registry(
+    "model kind", [("gguf", _gguf), ("vllm", _vllm), ("scripted", _scripted)])
+
+
 def parse_model(spec: str) -> Engine:
     """The engine of a model spec, its weights read and checked before anything starts."""
     spec = spec.strip()
@@ -263,24 +292,10 @@ def parse_model(spec: str) -> Engine:
     if not sep or not raw:
         raise EngineError(
             f"unknown model {spec!r}: use {DEFAULT_MODEL}, gguf:PATH, vllm:PATH or scripted:PATH")
-    path = Path(raw).expanduser().resolve()
-    if kind == "gguf":
-        if not path.is_file():
-            raise EngineError(f"GGUF file not found: {path}")
-        return gguf_engine(spec, path, model_name(path.name))
-    if kind == "vllm":
-        if not path.is_dir():
-            raise EngineError(f"vLLM model directory not found: {path}")
-        if not (path / "config.json").exists():
-            raise EngineError(f"{path} has no config.json: not a Hugging Face model directory")
-        check_hf_config(path)
-        return Engine("vllm", spec, path, model_name(path.name), ctx_size=32768)
-    if kind == "scripted":
-        if not path.is_file():
-            raise EngineError(f"scripted weights (YAML) not found: {path}")
-        check_scripted(path)
-        return Engine("scripted", spec, path, "scripted", ctx_size=32768)
-    raise EngineError(f"unknown model kind {kind!r} in {spec!r}: use gguf:, vllm: or scripted:")
+    if kind not in KINDS:
+        raise EngineError(f"unknown model kind {kind!r} in {spec!r}: use "
+                          f"{', '.join(k + ':' for k in KINDS)}")
+    return KINDS.get(kind)(spec, Path(raw).expanduser().resolve())
 
 
 __all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "PROTOCOLS", "Engine", "EngineError", "ProtocolPlan",

@@ -21,6 +21,7 @@ from pydantic import (
 from redline import defaults
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
+from redline.scenarios import SCENARIOS
 from redline.system.engines import DEFAULT_MODEL
 
 
@@ -84,8 +85,6 @@ class TrialSpec(BaseModel):
     @model_validator(mode="after")
     def _scenario_options_fit(self) -> TrialSpec:
         """A scenario's options are checked against its own model (unknown keys named)."""
-        from redline.scenarios import SCENARIOS  # noqa: PLC0415 (scenarios import trial types)
-
         if self.scenario in SCENARIOS:
             scenario = SCENARIOS[self.scenario]()
             try:
