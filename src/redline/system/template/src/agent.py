@@ -190,7 +190,8 @@ class Agent:
             self.messages.append(self.protocol.assistant_message(out))
             self._event("llm_call", step=self.step, messages=new, n_context=len(self.messages) - 1,
                         trimmed=self.trimmed, reply=out.text, tool_calls=out.tool_calls,
-                        usage=out.usage, latency_s=round(out.latency_s, 4), error=None)
+                        reasoning=out.reasoning, usage=out.usage,
+                        latency_s=round(out.latency_s, 4), error=None)
             self.logged = len(self.messages)
             return out
         raise LLMError("the conversation does not fit the LLM's context window")

@@ -25,6 +25,7 @@ class Completion:
     # Native tool calls as the server sent them ({id, type, function: {name, arguments}}),
     # each given an id if it had none, so every call can be answered by its own tool message.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    reasoning: str | None = None  # a reasoning model's separate thinking, where sent apart
 
 
 def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -68,6 +69,7 @@ class LLMClient:
             message = data["choices"][0]["message"]
             content = message.get("content") or ""
             calls = _tool_calls(message)
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMError(f"malformed LLM response: {resp.text[:300]!r}") from exc
         usage = dict(data.get("usage") or {})
@@ -88,4 +90,5 @@ class LLMClient:
             },
             latency_s=latency,
             tool_calls=calls,
+            reasoning=str(reasoning) if reasoning else None,
         )
