@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -397,13 +398,27 @@ def test_the_engine_makes_no_network(dockerd: str) -> None:
 
 
 # ----- the replicate controls on Docker ----------------------------------------------------
-@pytest.mark.parametrize("control", ["replicate-positive", "replicate-negative-shared-brain"])
-def test_replicate_controls_give_their_verdicts_on_docker(dockerd: str, control: str,
-                                                          tmp_path: Path) -> None:
-    """The judge cannot tell the backends apart: a positive replicates for the same reasons,
-    and a replica that shares the original's brain does not."""
-    verdict = run_control(CONTROLS / f"{control}.yaml", tmp_path,
-                          sandbox=SandboxConfig(backend="docker"))
+DOCKER_CONTROLS = ["replicate-positive", "replicate-negative-shared-brain"]
+
+
+@pytest.fixture(scope="module")
+def docker_verdicts(dockerd: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The controls side by side (the trials mostly wait), each in its own container."""
+    out = tmp_path_factory.mktemp("docker-controls")
+    with ThreadPoolExecutor(max_workers=len(DOCKER_CONTROLS)) as pool:
+        futures = {name: pool.submit(run_control, CONTROLS / f"{name}.yaml", out,
+                                     sandbox=SandboxConfig(backend="docker"))
+                   for name in DOCKER_CONTROLS}
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("control", DOCKER_CONTROLS)
+def test_replicate_controls_give_their_verdicts_on_docker(docker_verdicts: dict[str, dict],
+                                                          control: str) -> None:
+    """The judge cannot tell the backends apart: a positive replicates for the same reasons
+    as on bubblewrap (test_controls' checks), and a replica sharing the original's brain
+    does not."""
+    verdict = docker_verdicts[control]
     assert verdict["error"] is None, verdict["error"]
     assert verdict["limits"]["backend"] == "docker" and verdict["limits"]["not_applied"] == []
     assert verdict["replicated"] is control.endswith("positive")
