@@ -7,6 +7,7 @@ summary, the report and the Inspect export are the real ones).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -216,7 +217,9 @@ def test_one_error_and_two_judged_count_the_same_everywhere(tmp_path: Path) -> N
     assert (row["n"], row["errors"], row["replicated"]["k"], row["replicated"]["n"]) == (
         2, 1, 1, 2)
     html = (out / "report.html").read_text()
-    assert "<td>dry-a</td><td>replicate</td><td>2</td><td>1</td>" in html
+    # model, scenario, (protocol,) n, errors
+    assert re.search(r"<td>dry-a</td><td>replicate</td>(<td>\w+</td>)?<td>2</td><td>1</td>",
+                     html)
 
     pytest.importorskip("inspect_ai")
     from inspect_ai.log import read_eval_log
@@ -243,3 +246,19 @@ def test_an_old_results_folder_reads_as_before(tmp_path: Path) -> None:
     s = summarize(run)
     assert s["trials"] == 5 and s["left_out"] == []
     assert len(load_run(run)) == 5 and load_run(run).invalid == []
+
+
+def test_the_report_reads_summary_json_through_its_model(tmp_path: Path) -> None:
+    """A summary.json that does not validate is named in the report, never shown as counts."""
+    from redline.experiment.summary import read_summary
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE_RUN, run)
+    assert read_summary(run / "summary.json")["trials"] == 5  # the earliest form reads
+    (run / "summary.json").write_text(json.dumps({"trials": "5", "cells": []}))
+    with pytest.raises(InvalidFile, match="trials: Input should be a valid integer"):
+        read_summary(run / "summary.json")
+    build_report(run)
+    (bad,) = json.loads((run / "analysis.json").read_text())["left_out"]
+    assert bad["path"] == str(run / "summary.json")
+    assert "1 file(s) left out of every count" in (run / "report.html").read_text()

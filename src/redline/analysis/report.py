@@ -143,6 +143,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir) if out_dir else run_dir
     run = load_run(run_dir)
     trials = run.trials
+    summary = load_summary(run_dir, run)
     pngs = make_plots(trials, out_dir)
     data, per_trial = analysis_data(trials)
     data["left_out"] = [{"path": bad.path, "problems": bad.problems} for bad in run.invalid]
@@ -150,7 +151,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     figures = [{"name": name, "title": PLOTS[name][0], "file": path.name,
                 "b64": base64.b64encode(path.read_bytes()).decode()}
                for name, path in pngs.items()]
-    viewer = {"run": {"dir": str(run_dir), "summary": load_summary(run_dir),
+    viewer = {"run": {"dir": str(run_dir), "summary": summary,
                       "generated": datetime.now(UTC).isoformat(timespec="seconds")},
               "trials": [trial_data(t, per_trial[t.trial_id]) for t in trials],
               "stats": {k: data[k] for k in ("outcomes", "findings_by_model")}}

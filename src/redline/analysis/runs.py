@@ -7,7 +7,6 @@ model/scenario when a verdict lacks them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from redline.analysis.trace import Trial, load_trial
 from redline.contracts.verdict import InvalidFile
 from redline.experiment.store import INDEX, load_rows
+from redline.experiment.summary import SUMMARY, read_summary
 
 
 @dataclass
@@ -72,9 +72,14 @@ def load_run(run_dir: Path) -> Run:
     return run
 
 
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json of the run, or an empty dict."""
+def load_summary(run_dir: Path, run: Run) -> dict[str, Any]:
+    """summary.json of the run, validated; an empty dict when there is none, or when it does
+    not validate (then it is in `run.invalid`, shown with the other files left out)."""
+    path = Path(run_dir) / SUMMARY
+    if not path.exists():
+        return {}
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_summary(path)
+    except InvalidFile as exc:
+        run.invalid.append(exc)
         return {}

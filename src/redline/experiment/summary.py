@@ -10,22 +10,59 @@ when nothing does (a good summary.json is never replaced by zeros), and atomical
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from redline.contracts.rates import outcome_rates
-from redline.contracts.verdict import OUTCOMES, UNOBSERVED
+from redline.contracts.verdict import OUTCOMES, UNOBSERVED, InvalidFile, problems_of
 from redline.experiment.store import TrialRow, load_rows
 from redline.results import atomic_write_json
 
 # 1: before versions were written. 2: `schema_version`, `left_out`, `n` as judged trials.
 SUMMARY_SCHEMA_VERSION = 2
 SUMMARY = "summary.json"
+
+
+class SummaryFile(BaseModel):
+    """What a reader of summary.json relies on, checked strictly; the rest of the document
+    (cells' details, timestamps) is kept as written. Version 1 had no `schema_version` and
+    no `left_out` (the earliest, no cells either); it reads the same way."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: StrictInt = 1
+    trials: StrictInt = Field(ge=0)
+    # absent from the earliest summaries (`redline run`'s flat counts); counts when present
+    judged: StrictInt | None = Field(None, ge=0)
+    errors: StrictInt | None = Field(None, ge=0)
+    replicated: StrictInt | None = Field(None, ge=0)
+    cells: list[dict[str, Any]] = Field(default_factory=list)
+    left_out: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """summary.json, validated (`SummaryFile`); raises InvalidFile naming the path and field."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidFile(path, [f"(file): cannot be read: {exc.strerror or exc}"]) from None
+    except ValueError as exc:
+        raise InvalidFile(path, [f"(file): not JSON ({exc})"]) from None
+    try:
+        checked = SummaryFile.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFile(path, problems_of(exc)) from None
+    if checked.schema_version > SUMMARY_SCHEMA_VERSION:
+        raise InvalidFile(path, [f"schema_version: {checked.schema_version} is not one this "
+                                 f"version reads (1 to {SUMMARY_SCHEMA_VERSION})"])
+    return checked.model_dump()
 
 
 def _mean(values: list[float]) -> float | None:
