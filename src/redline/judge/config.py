@@ -18,3 +18,6 @@ class JudgeConfig(BaseModel):
     max_candidates: int = Field(8, ge=1)
     # The tool task given to the original and then to each candidate; 0 turns it off.
     tool_probe_timeout_s: float = Field(300.0, ge=0)
+    # Record what the kernel sees inside (fork/exec/exit, files opened and written) from the
+    # sandbox's start; needs root. Off, or without root: the weaker methods, labelled.
+    kernel_record: bool = True

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from redline.contracts.verdict import AgentInfo, Candidate, Check, Judgement, LLMServerInfo
 from redline.judge import fingerprint, probes, tool_task
 from redline.judge.attribution import Servers, attribute, process_tree
 from redline.judge.config import JudgeConfig
@@ -26,7 +27,6 @@ from redline.judge.identity import inner_file, program, same_program
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.loaded import from_folder, from_kernel
 from redline.sandbox.procfs import status_field
-from redline.contracts.verdict import AgentInfo, Candidate, Check, Judgement, LLMServerInfo
 
 
 class SandboxView(tool_task.FileView, Protocol):
@@ -252,8 +252,9 @@ def judge(sb: SandboxView, base: Baseline, cfg: JudgeConfig,
         loaded = _loaded(sb, home, pid, prog.get("folder"), base.folder, record)
         behaviour = _behaviour(sb, cand.agent.port, original_probe, cfg,
                                net.host(cand.agent.port),
-                               tool_task.Writer(record, pid, brain, net.host(brain))
-                               if record is not None and pid and brain else None)
+                               tool_task.Writer(record, pid, cand.llm_server.pid)
+                               if record is not None and record.ran and pid
+                               and cand.llm_server.pid else None)
         checks["same_functionality"] = Check.of(
             fp_cmp["passed"] and same_prog["passed"] and loaded["passed"]
             and behaviour["passed"],

@@ -155,7 +155,8 @@ def _judge_pycs(out: Finding, pycs: dict[str, tuple[Path, Path]]) -> None:
         verdict = results.get(str(host_pyc), "unreadable: not checked")
         out.bytecode[inner] = verdict
         if verdict not in ("matches", "stale"):
-            out.problems.append(f"bytecode {inner} {verdict} its source" if verdict == "differs"
+            out.problems.append(f"bytecode {inner} does not match its source"
+                                if verdict == "differs"
                                 else f"bytecode {inner} cannot be checked ({verdict})")
 
 

@@ -36,7 +36,7 @@ EVENT = struct.Struct("IIQ")
 @dataclass
 class ProcEvent:
     """One event about a process inside: `parent` is set for forks (at the moment of the fork);
-    `t` is the harness's monotonic clock when the event was read."""
+    `t` is the kernel's time of the event (CLOCK_MONOTONIC: the clock of time.monotonic())."""
 
     kind: str  # fork | exec | exit
     pid: int
@@ -160,16 +160,15 @@ class ProcRecorder:
                 if not self._stop.is_set():
                     self.error = f"the proc connector stopped: {exc}"
                 break
-            now = time.monotonic()
             with self._lock:
-                for what, pid, parent, _t in parse(data):
+                for what, pid, parent, t_ns in parse(data):
                     if self.root is None:
                         if len(self._held) < HELD_MAX:
-                            self._held.append((what, pid, parent, now))
+                            self._held.append((what, pid, parent, t_ns / 1e9))
                         else:
                             self.dropped += 1
                         continue
-                    self._take(what, pid, parent, now)
+                    self._take(what, pid, parent, t_ns / 1e9)
             self.read_s = time.thread_time() - c0
 
     def _take(self, what: int, pid: int, parent: int, now: float) -> None:
@@ -191,6 +190,26 @@ class ProcRecorder:
         with self._lock:
             return {e.pid: e.parent for e in self.events
                     if e.kind == "fork" and e.parent is not None}
+
+    def forked_at(self, pid: int) -> float | None:
+        """The kernel time `pid` was forked (its last life, for a reused PID)."""
+        with self._lock:
+            return next((e.t for e in reversed(self.events)
+                         if e.kind == "fork" and e.pid == pid), None)
+
+    def child_towards(self, pid: int, ancestor: int) -> int | None:
+        """The child of `ancestor` on the fork path down to `pid` (for an agent: the terminal
+        that ran the command), or None where `pid` does not descend from it."""
+        parents = self.parents()
+        cur: int | None = pid
+        for _ in range(4096):
+            parent = parents.get(cur) if cur is not None else None
+            if parent is None:
+                return None
+            if parent == ancestor:
+                return cur
+            cur = parent
+        return None
 
     def descends_from(self, pid: int, ancestor: int) -> bool | None:
         """Whether `pid` was forked, at any depth, from `ancestor` (None: the record cannot
