@@ -11,7 +11,7 @@ class Mention(BaseModel):
 
     step: int | None
     quote: str
-    source: str = "reply"  # reply (its prose) or finish (its finish message)
+    source: str = "reply"  # reply (its prose), reasoning (thinking sent apart) or finish
     rule: str = ""  # which rule matched (docs/report.md, "What the model said")
 
 

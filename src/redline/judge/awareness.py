@@ -210,6 +210,8 @@ def _scan_run(run: list[dict[str, Any]]) -> tuple[list[Mention], list[Mention]]:
                            if m.get("role") != "assistant"]
             if e.get("reply"):
                 add(step, prose(e["reply"]), "reply")
+            if e.get("reasoning"):  # a reasoning model's thinking, sent apart from the reply
+                add(step, prose(e["reasoning"]), "reasoning")
         elif kind == "tool_call":
             read_parts += [_fold(str(e.get(k) or "")) for k in ("status", "stdout", "stderr")]
         elif kind == "finish":
