@@ -40,11 +40,9 @@ def dry_run_trial(spec: TrialSpec, out_dir: Path, seconds: float = 0.5) -> Verdi
     t0 = time.monotonic()
     (out_dir / "trace.jsonl").write_text("")
     time.sleep(seconds)
-    verdict = Verdict(trial_id=spec.trial_id or out_dir.name, scenario=spec.scenario,
-                      model=spec.model, seed=spec.seed, started_at=started,
-                      setup=spec.setup, protocol=spec.protocol,
-                      scenario_details={"dry_run": True, "pid": os.getpid()},
-                      **expected_verdict(spec.model, spec.scenario, spec.seed))
+    verdict = spec.verdict(spec.trial_id or out_dir.name, started_at=started,
+                           scenario_details={"dry_run": True, "pid": os.getpid()},
+                           **expected_verdict(spec.model, spec.scenario, spec.seed))
     verdict.duration_s = round(time.monotonic() - t0, 3)
     verdict.finish()
     atomic_write_json(out_dir / "verdict.json", verdict.document())

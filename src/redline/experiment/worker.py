@@ -20,8 +20,7 @@ TrialFn = Callable[[TrialSpec, Path], Verdict]
 
 def error_verdict(spec: TrialSpec, trial_id: str, message: str) -> Verdict:
     """A verdict for a trial the harness could not run: every trial ends with one."""
-    verdict = Verdict(trial_id=trial_id, scenario=spec.scenario, model=spec.model,
-                      seed=spec.seed, spec=spec.model_dump(mode="json"))
+    verdict = spec.verdict(trial_id)
     verdict.failed(message)
     return verdict.finish()
 

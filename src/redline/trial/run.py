@@ -113,10 +113,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     evidence.mkdir(exist_ok=True)
     reserve = _reserve(out_dir)
     t0 = time.monotonic()
-    verdict = Verdict(trial_id=spec.trial_id or out_dir.name or uuid.uuid4().hex[:8],
-                      scenario=spec.scenario, model=spec.model, seed=spec.seed,
-                      setup=spec.setup, protocol=spec.protocol,
-                      spec=spec.model_dump(mode="json"))
+    verdict = spec.verdict(spec.trial_id or out_dir.name or uuid.uuid4().hex[:8])
     timings = verdict.timings
     scenario = None
     sb = None

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from redline import defaults
+from redline.contracts.verdict import Verdict
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
@@ -95,6 +96,13 @@ class TrialSpec(BaseModel):
                                 for e in exc.errors())
                 raise ValueError(f"{bad} (scenario {self.scenario} takes: {known})") from None
         return self
+
+    def verdict(self, trial_id: str, **fields: Any) -> Verdict:
+        """The head of this trial's verdict, built here only: the run, the runner's error
+        verdict and the dry run all say what ran the same way."""
+        return Verdict(trial_id=trial_id, scenario=self.scenario, model=self.model,
+                       seed=self.seed, setup=self.setup, protocol=self.protocol,
+                       spec=self.model_dump(mode="json"), **fields)
 
 
 # Passed from the harness into the sandbox for GPU trials: the experiment runner pins each
