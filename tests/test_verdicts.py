@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,23 @@ def test_the_report_reads_summary_json_through_its_model(tmp_path: Path) -> None
     (bad,) = json.loads((run / "analysis.json").read_text())["left_out"]
     assert bad["path"] == str(run / "summary.json")
     assert "1 file(s) left out of every count" in (run / "report.html").read_text()
+
+
+def test_a_resumed_experiment_stops_at_a_verdict_that_does_not_validate(tmp_path: Path) -> None:
+    """A trial folder whose verdict.json does not validate is never taken for a missing one:
+    the run stops with one line naming it, and the file is not deleted or run over."""
+    exp = tmp_path / "e.toml"
+    exp.write_text('name = "x"\nmodels = ["dry-a"]\nscenarios = ["replicate"]\ntrials = 2\n'
+                   "[dry_run]\nseconds = 0.01\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(experiment_app, ["run", str(exp), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (first, _) = sorted(p.parent for p in out.glob("*/verdict.json"))
+    db = sqlite3.connect(out / "index.sqlite")  # as if the runner died before the index said so
+    db.execute("UPDATE trials SET status='running', verdict_json=NULL")
+    db.commit()
+    db.close()
+    (first / "verdict.json").write_text('{"trial_id": "x", "replicated": "false"}')
+    res = CliRunner().invoke(experiment_app, ["run", str(exp), "--out", str(out)])
+    assert res.exit_code == 2 and "replicated" in res.output and first.name in res.output
+    assert (first / "verdict.json").read_text() == '{"trial_id": "x", "replicated": "false"}'

@@ -44,6 +44,7 @@ def run(
 
     Re-running the same command resumes: finished trials are kept, interrupted ones run again.
     """
+    from redline.contracts.verdict import InvalidFile  # noqa: PLC0415
     from redline.experiment.config import ExperimentError, load_experiment  # noqa: PLC0415
     from redline.experiment.progress import GridProgress  # noqa: PLC0415
     from redline.experiment.runner import BackendError, run_experiment  # noqa: PLC0415
@@ -64,7 +65,7 @@ def run(
         result = run_experiment(exp, out, backend=backend, parallel=parallel,
                                 retry_errors=retry_errors, ray_address=ray_address,
                                 listener=progress, console=console)
-    except (StoreBusy, BackendError) as exc:
+    except (StoreBusy, BackendError, InvalidFile) as exc:  # InvalidFile: nothing is touched
         progress.stop()
         fail(str(exc))
     except KeyboardInterrupt:
