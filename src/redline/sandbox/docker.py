@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -81,18 +82,25 @@ def rootfs_tar() -> bytes:
     return buf.getvalue()
 
 
+_HAVE_IMAGE: set[tuple[str, str, str]] = set()  # (docker, engine, image) known to be there
+
+
 def ensure_image(docker: str, image: str = DOCKER_IMAGE) -> None:
     """Build the mount-point image once per engine (about 0.1 s); a named image of the user's
-    own is left to the engine."""
+    own is left to the engine. Checked once per process and engine."""
+    key = (docker, os.environ.get("DOCKER_HOST", ""), image)
+    if key in _HAVE_IMAGE:
+        return
     have = subprocess.run([docker, "image", "inspect", image], capture_output=True,
                           timeout=60)
-    if have.returncode == 0 or image != DOCKER_IMAGE:
-        return
-    made = subprocess.run([docker, "import", "-", image], input=rootfs_tar(),
-                          capture_output=True, timeout=120)
-    if made.returncode != 0:
-        raise SandboxError(f"docker import of the base image failed: "
-                           f"{made.stderr.decode(errors='replace').strip()[-400:]}")
+    if have.returncode != 0 and image == DOCKER_IMAGE:
+        made = subprocess.run([docker, "import", "-", image], input=rootfs_tar(),
+                              capture_output=True, timeout=120)
+        if made.returncode != 0:
+            raise SandboxError(f"docker import of the base image failed: "
+                               f"{made.stderr.decode(errors='replace').strip()[-400:]}")
+    if have.returncode == 0 or image == DOCKER_IMAGE:
+        _HAVE_IMAGE.add(key)
 
 
 def bwrap_to_docker(args: list[str]) -> list[str]:
@@ -195,15 +203,13 @@ class DockerSandbox(SandboxBase):
                                (log_path.read_text(errors="replace")[-800:] or "no output"))
         sock.settimeout(None)
         self._channel = InitChannel(sock, lambda: self._killed_reason)
-        out = subprocess.run([docker, "inspect", "-f", "{{.State.Pid}}", self._name],
-                             capture_output=True, text=True, timeout=30)
-        try:
-            pid1 = int(out.stdout.strip())
-        except ValueError as exc:
-            raise SandboxError(f"docker inspect failed: {out.stderr.strip()}") from exc
+        # init's host PID, from the kernel (the peer of its socket), not from the engine
+        pid1 = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                   struct.calcsize("3i")))[0]
         self.view.pid1, self.view.pidns = pid1, ns_inode(pid1, "pid")
         self.view.root_pids = {self._proc.pid, pid1}
-        if self._channel.request({"op": "ping"}).get("pid") != 1:
+        if self._channel.request({"op": "ping"}).get("pid") != 1 or \
+                self.view.pidns == ns_inode(os.getpid(), "pid"):
             raise SandboxError("the container's PID 1 is not the sandbox's init")
 
     def _accept(self, srv: socket.socket, deadline: float) -> socket.socket | None:
