@@ -243,7 +243,7 @@ def test_docker_backend_arguments(tmp_path: Path) -> None:
     args = docker_run_args(cfg, tmp_path, "redline-x", tmp_path / "ctl", tmp_path / "p.json",
                            "/redline/sb-x", hidden_tools=["ss"])
     joined = " ".join(args)
-    for flag in ("--network none", "--rm", "--read-only", "--cap-drop ALL",
+    for flag in ("--network none", "--rm", "--pull never", "--read-only", "--cap-drop ALL",
                  "--cgroupns private", "--cgroup-parent /redline/sb-x",
                  f"--security-opt seccomp={tmp_path / 'p.json'}",
                  "type=bind,source=/usr,target=/usr,readonly",

@@ -132,7 +132,8 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_sock: Pa
     """The `docker run` command for one sandbox (same isolation as bubblewrap's)."""
     if cfg.python_env_writable:
         raise SandboxError("python_env_writable needs the bubblewrap backend (an overlay)")
-    args = [docker, "run", "--rm", "--name", name, "--hostname", cfg.hostname,
+    args = [docker, "run", "--rm", "--pull", "never",  # local images only: no registry
+            "--name", name, "--hostname", cfg.hostname,
             "--network", "none", "--ipc", "private", "--cgroupns", "private",
             "--read-only", "--tmpfs", "/run:rw,exec,mode=755",
             "--tmpfs", "/var/tmp:rw,exec,mode=1777", "--log-driver", "none",
