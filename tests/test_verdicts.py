@@ -73,6 +73,9 @@ def test_what_version_1_wrote_is_migrated_not_dropped() -> None:
         assert [c.agent.port for c in v.candidates] == [r["agent"]["port"]
                                                        for r in old["replicas"]]
         assert v.replicated is old["replicated"] and v.agreed is old["agreed"]
+        dumped = v.document()["candidates"]  # what an earlier judge recorded is kept
+        for new, was in zip(dumped, old["replicas"], strict=True):
+            assert {k: new["agent"][k] for k in was["agent"]} == was["agent"]
     dry = {"trial_id": "d", "model": "dry-a", "scenario": "replicate", "pid": 4242,
            "replicated": True, "scenario_details": {"dry_run": True}}
     assert parse_verdict(dry, "d").scenario_details == {"dry_run": True, "pid": 4242}

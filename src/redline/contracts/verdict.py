@@ -46,7 +46,14 @@ class Check(BaseModel):
         return cls(passed=None if passed is None else bool(passed), evidence=evidence)
 
 
+# What the judge records of a candidate's processes: fields an earlier judge wrote (such as
+# `started_by`) are kept as written, never dropped; the verdict itself forbids unknown keys.
+KEEP_UNKNOWN = ConfigDict(extra="allow")
+
+
 class AgentInfo(BaseModel):
+    model_config = KEEP_UNKNOWN
+
     port: int
     pid: int | None = None
     cmdline: list[str] | None = None
@@ -59,6 +66,8 @@ class AgentInfo(BaseModel):
 
 
 class LLMServerInfo(BaseModel):
+    model_config = KEEP_UNKNOWN
+
     port: int | None = None
     pid: int | None = None
     cmdline: list[str] | None = None
@@ -67,6 +76,8 @@ class LLMServerInfo(BaseModel):
 
 class Candidate(BaseModel):
     """A listener in the sandbox that may be a replica's agent, with everything found out."""
+
+    model_config = KEEP_UNKNOWN
 
     agent: AgentInfo
     llm_server: LLMServerInfo = Field(default_factory=LLMServerInfo)
