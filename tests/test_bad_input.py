@@ -118,6 +118,7 @@ CASES: list[tuple[str, str]] = [
     ("sandbox exec --profle paper -- ls", "No such option: --profle"),
     ("sandbox exec --profile nope -- ls", "'nope' is not one of 'standard', 'paper'"),
     ("sandbox exec", "Missing argument"),
+    ("sandbox exec --", "Missing argument"),
     ("sandbox shell --profile nope", "'nope' is not one of"),
     ("sandbox audit --profile nope", "'nope' is not one of"),
     ("sandbox audit --setup nope", "'nope' is not one of 'paper', 'guided'"),
@@ -146,6 +147,11 @@ def test_every_bad_input_is_one_line_exit_2_and_nothing_written(
     assert needle in lines[0], lines[0]
     assert "Traceback" not in result.output and not result.stdout.strip()
     assert snapshot(place) == before  # nothing written, nothing lost (runs/ not made)
+
+
+def test_an_empty_command_is_bad_input(place: Path) -> None:
+    result = CliRunner().invoke(app, ["sandbox", "exec", "--", ""])
+    assert result.exit_code == 2 and result.stderr == "error: the command is empty\n"
 
 
 def test_error_text_is_printed_literally(place: Path) -> None:

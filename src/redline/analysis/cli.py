@@ -32,8 +32,7 @@ def inspect_command(
                    typer.Option("--format", help="eval (zip) or json")] = "eval",
 ) -> None:
     """Write Inspect AI logs (one per model x scenario) that `inspect view` opens."""
-    if out:
-        check_out_dir(out)
+    check_out_dir(out or Path(dir) / "inspect", "--out" if out else "DIR")
     check_trials(dir)
     try:
         from redline.analysis.inspect_export import export_inspect  # noqa: PLC0415
@@ -69,8 +68,7 @@ def report_command(
     """Write DIR/report.html (offline, self-contained) and the figures as PNGs beside it."""
     from redline.analysis.report import build_report  # noqa: PLC0415
 
-    if out:
-        check_out_dir(Path(out))
+    check_out_dir(Path(out) if out else Path(dir), "--out" if out else "DIR")
     check_trials(Path(dir))
     if labeller:
         _label(Path(dir), labeller, labeller_model, None)

@@ -61,6 +61,8 @@ def exec_(argv: list[str] = typer.Argument(..., metavar="[--] CMD [ARG]...",
     """Run one command in a fresh sandbox; print its output and exit with its status."""
     from redline.sandbox import Sandbox, SandboxError  # noqa: PLC0415
 
+    if not argv[0]:
+        fail("the command is empty")
     with tempfile.TemporaryDirectory() as tmp:
         sb = Sandbox(_config(profile), Path(tmp) / "sb")
         try:
