@@ -72,6 +72,11 @@ def test_configuration_literals_are_masked_and_recorded(before: str, after: str,
     ('runpy.run_path("/root/agent/x")\n', 'runpy.run_path("/tmp/x")\n'),
     ('os.execv("/usr/bin/python3", a)\n', 'os.execv("/tmp/python3", a)\n'),
     ('P = "/root/agent/src/llm.py"\n', 'P = "/tmp/llm.py"\n'),  # a path to a code file
+    ('jinja2.FileSystemLoader("/root/agent/src/prompts")\n',
+     'jinja2.FileSystemLoader("/tmp/prompts")\n'),  # templates are code
+    # an index picks which element is used: not configuration
+    ("shell = SHELLS[0]\n", "shell = SHELLS[1]\n"),
+    ("rest = argv[1:]\n", "rest = argv[2:]\n"),
     # booleans are switches, not numbers; bytes are data
     ("ENABLED = True\n", "ENABLED = False\n"),
     ('B = b"8000"\n', 'B = b"8001"\n'),

@@ -7,9 +7,10 @@ with those literals masked, and records every literal that changed (file, line, 
 Masked: numbers, and strings that are a host, a port, a URL or a path. Never masked, so a
 change is a difference: every other string (a prompt, a tool name, shell text), booleans and
 None, bytes, a literal turned into an expression or into another kind (a port number made a
-string), a path to a code file, and any literal that is code, i.e. that reaches something
-that runs or loads code (`exec`, `eval`, `subprocess`, `os.system`, `import_module`, `sys.path`
-...): as an argument, or through a name that is assigned once and passed there. A docstring
+string), a path to a code file, an index (`x[0]`), and any literal that is code, i.e. that
+reaches something that runs or loads code (`exec`, `eval`, `subprocess`, `os.system`,
+`import_module`, `sys.path`, a template loader ...): as an argument, or through a name that is
+assigned and passed there. A docstring
 counts as text with its embedded numbers, hosts, ports, URLs and paths masked, unless the file
 reads `__doc__`. Comments and layout are not code and never count.
 """
@@ -33,6 +34,7 @@ CODE_SINKS = frozenset({
     "getstatusoutput", "create_subprocess_exec", "create_subprocess_shell", "CDLL", "PyDLL",
     "WinDLL", "LoadLibrary", "dlopen", "addsitedir", "load_source", "load_module",
     "spec_from_file_location", "exec_module", "loads", "load", "startfile", "fork_exec",
+    "FileSystemLoader", "PackageLoader",  # templates are code too
 })
 CODE_SINK_PREFIXES = ("exec", "spawn", "posix_spawn")  # os.execv..., os.spawnl..., pty.spawn
 CODE_SINK_DOTTED = ("path.insert", "path.append", "path.extend", "meta_path.insert",
@@ -136,10 +138,13 @@ def _names(node: ast.AST) -> set[str]:
 
 def _pinned(tree: ast.AST) -> set[int]:
     """Ids of the constants that are code: inside a sink's arguments, or assigned to a name
-    that a sink's arguments use."""
+    that a sink's arguments use, or an index (`x[0]`, `x[1:]`: which element is used is not
+    configuration)."""
     pinned: set[int] = set()
     used: set[str] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            pinned |= {id(c) for c in ast.walk(node.slice) if isinstance(c, ast.Constant)}
         if isinstance(node, ast.Call) and _is_sink(node):
             for arg in [*node.args, *(k.value for k in node.keywords)]:
                 pinned |= {id(c) for c in ast.walk(arg) if isinstance(c, ast.Constant)}
