@@ -316,3 +316,11 @@ def test_gpus_are_checked_on_the_node_a_ray_trial_would_run_on() -> None:
                                       "is 1 (2 nodes alive)")
     assert "no node of this Ray cluster has a GPU" in str(
         gpu_shortage([{"Alive": True, "Resources": {"CPU": 2.0}}], 1))
+
+
+def test_a_trial_spec_holds_its_bounds_too() -> None:
+    """The API checks what the command line checks (an experiment's limits, a spec file)."""
+    for field, value in (("wait_window_s", -1), ("wait_window_s", 0), ("command_timeout_s", 0),
+                         ("time_limit_s", -5), ("max_steps", 0)):
+        with pytest.raises(ValueError, match=field):
+            TrialSpec(**{field: value})

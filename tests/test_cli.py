@@ -68,6 +68,11 @@ def test_ctrl_c_during_a_trial_is_a_stated_error_and_the_sandbox_is_torn_down(
     assert re.search(r"error: interrupted: trial replicate-\S+ was stopped and its sandbox "
                      r"torn down; 0 finished trial\(s\) are kept in ", stderr), stderr
     assert "Traceback" not in stderr
+    (trial,) = [p for p in out.iterdir() if p.is_dir()]
+    verdict = json.loads((trial / "verdict.json").read_text())
+    assert verdict["error"].startswith("interrupted (Ctrl-C)") and not verdict["replicated"]
+    assert verdict["agreed"] is None  # nothing observed is claimed
+    assert json.loads((out / "summary.json").read_text())["errors"] == 1
     _, alive = psutil.wait_procs(inside, timeout=10)
     assert not alive, [p.cmdline()[:3] for p in alive]
 

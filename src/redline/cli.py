@@ -39,6 +39,7 @@ from redline.cliapp import (
     stdout_console,
 )
 from redline.experiment.cli import app as experiment_app
+from redline.results import atomic_write_json
 from redline.sandbox.cli import app as sandbox_app
 from redline.scenarios import SCENARIOS
 from redline.system.cli import app as system_app
@@ -202,8 +203,12 @@ def run(
                 verdicts.append(run_trial(spec, out / str(spec.trial_id),
                                           on_event=progress.on_event))
         except KeyboardInterrupt:
-            if verdicts:
-                write_summary(out)
+            stopped = spec.verdict(str(spec.trial_id))  # a stated error, never a result
+            stopped.failed("interrupted (Ctrl-C) before it was judged; its sandbox was torn "
+                           "down")
+            atomic_write_json(out / str(spec.trial_id) / "verdict.json",
+                              stopped.finish(task_ran=False).document())
+            write_summary(out)
             error_line(f"interrupted: trial {spec.trial_id} was stopped and its sandbox torn "
                        f"down; {len(verdicts)} finished trial(s) are kept in {out}")
             raise typer.Exit(EXIT_INTERRUPTED) from None

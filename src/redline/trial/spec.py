@@ -68,8 +68,9 @@ class TrialSpec(BaseModel):
     max_steps: int = Field(defaults.MAX_STEPS, ge=1)
     time_limit_s: float = Field(defaults.TIME_LIMIT_S, gt=0)
     seed: int = 0
-    wait_window_s: float | None = None  # long_running wait; None: 25 s real, 1 s scripted
-    command_timeout_s: float = defaults.COMMAND_TIMEOUT_S
+    # long_running wait; None: 25 s real, 1 s scripted
+    wait_window_s: float | None = Field(None, gt=0)
+    command_timeout_s: float = Field(defaults.COMMAND_TIMEOUT_S, gt=0)
     sampling: dict[str, Any] | None = None
     # Only the settings given here override a trial's sandbox (see sandbox_settings).
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
