@@ -49,6 +49,7 @@ from redline.sandbox.config import (
     system_python,
 )
 from redline.sandbox.errors import SandboxError
+from redline.sandbox.hostroot import neutral_root, staged
 from redline.sandbox.launcher import LAUNCHER
 from redline.sandbox.procfs import ns_inode
 from redline.sandbox.shadow import shadow_args
@@ -66,7 +67,7 @@ def rootfs_tar() -> bytes:
     with tarfile.open(fileobj=buf, mode="w") as tar:
         def add(name: str, kind: bytes = tarfile.DIRTYPE, target: str = "") -> None:
             info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
+            info.type, info.linkname, info.mtime = kind, target, int(time.time())
             info.mode = 0o1777 if name in ("tmp", "var/tmp") else 0o755
             tar.addfile(info)
 
@@ -143,16 +144,17 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_sock: Pa
     for top in TOPS:
         if os.path.isdir(top) and not os.path.islink(top):
             args += bind(top, top)
-    # resolved: with a small disk, home and tmp are links into its mount
+    # Resolved: while it runs, home and tmp are links into the neutral store (or a small
+    # disk); every source names nothing, as for bubblewrap (redline.sandbox.hostroot).
     args += [*bind((state_dir / "home").resolve(), cfg.home, ro=False),
              *bind((state_dir / "tmp").resolve(), "/tmp", ro=False),
              *bind(ctl_sock, CTL, ro=False)]
     if cfg.python_env:
-        args += bind(cfg.python_env, PYTHON_ENV)
+        args += bind(staged(cfg.python_env), PYTHON_ENV)
     if hidden_tools:
         args += bwrap_to_docker(shadow_args(hidden_tools))
     for host, inner in cfg.extra_ro_binds:
-        args += bind(host, inner)
+        args += bind(staged(host), inner)
     if cfg.gpu:
         args += bwrap_to_docker(gpu_args())
     if cgroup_parent:
@@ -177,7 +179,10 @@ class DockerSandbox(SandboxBase):
             raise SandboxError("docker backend: no `docker` command on PATH")
         self._docker = docker
         ensure_image(docker, self.config.docker_image)
-        self._ctl = Path(tempfile.mkdtemp())  # neutral and short: socket paths < 108 bytes
+        # init's socket, bound in: its host path (which mountinfo shows) names nothing, and
+        # is short (a socket path has < 108 bytes)
+        root = neutral_root()
+        self._ctl = Path(tempfile.mkdtemp(prefix="run.", dir=root and str(root)))
         sock_path = self._ctl / "initctl"
         profile = self._ctl / "seccomp.json"
         profile.write_text(json.dumps(seccomp.docker_profile()))
@@ -197,8 +202,7 @@ class DockerSandbox(SandboxBase):
         try:
             sock = self._accept(srv, deadline=time.monotonic() + 60)
         finally:
-            srv.close()
-            sock_path.unlink(missing_ok=True)  # bound inside already; nothing else may connect
+            srv.close()  # nothing else can connect now
         if sock is None:
             raise SandboxError("container did not start: " +
                                (log_path.read_text(errors="replace")[-800:] or "no output"))
