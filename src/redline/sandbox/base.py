@@ -138,12 +138,7 @@ class SandboxBase(ABC):
             raise SandboxError("sandbox already started")
         if self.small_disk is not None:  # a tmpfs: inside, its binds show only /home, /tmp
             self.small_disk.mount(self.config.disk_size_mb * 1024 * 1024)
-        else:
-            self.store = sandbox_store(self.state_dir, self.id)
-        self._place_areas()
-        (self.state_dir / "home").chmod(0o700)
-        (self.state_dir / "tmp").chmod(0o1777)
-        self.host_path(self.config.workdir).mkdir(parents=True, exist_ok=True)
+        self.place_areas()
         try:
             self._boot()
         except BaseException:
@@ -163,9 +158,13 @@ class SandboxBase(ABC):
         """The host folder bound at home (`"home"`) or /tmp (`"tmp"`)."""
         return (self.store or self.state_dir) / sub
 
-    def _place_areas(self) -> None:
-        """Home and /tmp: in the store while the sandbox runs, the state folder's `home` and
-        `tmp` linking to them (what is already there moves in), else in the state folder."""
+    def place_areas(self) -> None:
+        """Home and /tmp on the host, before bubblewrap binds them: in the neutral store while
+        the sandbox runs, the state folder's `home` and `tmp` linking to them (what is already
+        there moves in); in the state folder itself with a small disk or without the store.
+        `start` does this; `release_areas` at teardown undoes it."""
+        if self.small_disk is None:
+            self.store = sandbox_store(self.state_dir, self.id)
         if self.store is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._store_lock = open_store(self.store, self.state_dir)
@@ -180,8 +179,12 @@ class SandboxBase(ABC):
                 self.area(sub).mkdir()
                 here.unlink(missing_ok=True)
             here.symlink_to(self.area(sub))
+        (self.state_dir / "home").chmod(0o700)
+        (self.state_dir / "tmp").chmod(0o1777)
+        self.host_path(self.config.workdir).mkdir(parents=True, exist_ok=True)
 
-    def _return_areas(self, keep: bool) -> None:
+    def release_areas(self, keep: bool) -> None:
+        """Home and /tmp back into the state folder (kept) or gone, and the store with them."""
         if self.store is not None and self._store_lock is not None:
             close_store(self.store, self.state_dir, keep)
             os.close(self._store_lock)
@@ -272,7 +275,7 @@ class SandboxBase(ABC):
         keep = self.config.keep == "always" or (self.config.keep == "on_failure" and failed)
         if self.small_disk is not None:
             self.small_disk.release(keep)
-        self._return_areas(keep)
+        self.release_areas(keep)
         if not keep:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         self.teardown_report = {"processes_killed": before, "leftover": len(left),

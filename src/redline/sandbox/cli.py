@@ -96,8 +96,7 @@ def shell(profile: ProfileName = typer.Option("standard", "--profile",
 
     with tempfile.TemporaryDirectory() as tmp:
         sb = Sandbox(_config(profile), Path(tmp) / "sb")
-        for sub in ("home/agent", "tmp"):
-            (Path(tmp) / "sb" / sub).mkdir(parents=True, exist_ok=True)
+        sb.place_areas()  # home and /tmp where a trial's are (their mounts name nothing)
         cfg = sb.config
         cg = Cgroup(f"sh-{sb.id}")
         cg.apply(cfg.memory_mb, cfg.pids_max, cfg.cpus)
@@ -118,6 +117,7 @@ def shell(profile: ProfileName = typer.Option("standard", "--profile",
             rc = subprocess.call(args, env=sb.default_env(), preexec_fn=enter_cgroup)
         finally:
             cg.remove()
+            sb.release_areas(keep=False)
     raise typer.Exit(rc)
 
 
