@@ -138,8 +138,8 @@ class SandboxBase(ABC):
             raise SandboxError("sandbox already started")
         if self.small_disk is not None:  # a tmpfs: inside, its binds show only /home, /tmp
             self.small_disk.mount(self.config.disk_size_mb * 1024 * 1024)
-        self.place_areas()
         try:
+            self.place_areas()
             self._boot()
         except BaseException:
             self.teardown(failed=True)
