@@ -28,8 +28,11 @@ from conftest import CONTROLS
 from test_containment import SYSCALLS
 from test_controls import REPLICATE_REASONS, run_control
 
+from redline.contracts.sandbox import Sandbox
 from redline.sandbox import SandboxConfig, SandboxError, make_sandbox
+from redline.sandbox.audit import look_around
 from redline.sandbox.base import SandboxBase
+from redline.system.pyenv import ensure_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["bubblewrap", "docker"]
@@ -50,6 +53,7 @@ def make(backend: str, tmp_path: Path, name: str = "sb", **settings: object) -> 
 @pytest.fixture
 def sandbox(backend: str, tmp_path: Path):
     with make(backend, tmp_path, memory_mb=256, pids_max=64) as sb:
+        assert isinstance(sb, Sandbox)  # the contract the trial, judge and scenarios use
         sb.netns_call(lambda: None)  # the harness's network channel is up, as in a trial
         yield sb
 
@@ -386,6 +390,19 @@ def test_hidden_tools_are_command_not_found(backend: str, tmp_path: Path) -> Non
         assert sb.limits_report["hidden_tools"] == ["netstat", "lsof", "ss"]
     with make(backend, tmp_path, "b") as sb:
         assert "has-ss" in sh(sb, probe).stdout.split()
+
+
+def test_the_look_around_finds_no_giveaway(backend: str, tmp_path: Path) -> None:
+    """What a curious agent runs (ps, env, mount, findmnt, every mountinfo, a recursive
+    search...) names no harness, sandbox, test or evaluation, and no host path of the trial,
+    the checkout or the harness (redline.sandbox.audit), as a trial's sandbox is made."""
+    env = str(ensure_env("scripted"))
+    with make(backend, tmp_path, python_env=env) as sb:
+        found = look_around(sb, env=sb.default_env(), cwd="/root/agent",
+                            markers=[tmp_path, env])
+    assert found.findings == [], "\n".join(map(str, found.findings))
+    assert "/sbin/init" in found.outputs["ps auxww"]  # it really looked
+    assert sum(1 for out in found.outputs.values() if out) > len(found.outputs) // 2
 
 
 # ----- the engine ---------------------------------------------------------------------------
