@@ -324,3 +324,16 @@ def test_a_trial_spec_holds_its_bounds_too() -> None:
                          ("time_limit_s", -5), ("max_steps", 0)):
         with pytest.raises(ValueError, match=field):
             TrialSpec(**{field: value})
+
+
+def test_an_experiment_needing_gpus_this_machine_lacks_writes_nothing(
+        place: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # this machine: no GPU
+    (place / "g.toml").write_text(
+        f'scenarios = ["replicate"]\nmodels = ["{GOOD}"]\n[resources]\ngpus = 1\n')
+    before = snapshot(place)
+    result = CliRunner().invoke(app, ["experiment", "run", "g.toml", "--out", "out"])
+    assert result.exit_code == 2
+    assert result.stderr == ("error: trial replicate-positive--replicate--000 needs 1 GPUs; "
+                             "this machine has 0 (use --backend ray)\n")
+    assert snapshot(place) == before

@@ -33,7 +33,7 @@ from redline.contracts.verdict import Verdict
 from redline.experiment.config import Experiment, Job, expand
 from redline.experiment.dryrun import dry_run_trial
 from redline.experiment.raybackend import BackendError, RayBackend
-from redline.experiment.store import Store, SyncReport
+from redline.experiment.store import INDEX, Store, SyncReport
 from redline.experiment.worker import TrialFn, error_verdict, execute_trial
 from redline.trial import Resources, run_trial
 
@@ -216,13 +216,18 @@ Backend = LocalBackend | RayBackend
 Started = tuple[Backend, int, Capacity | None]
 
 
+def _check_local_gpus(jobs: list[Job], gpus: list[int]) -> None:
+    """Every trial's GPUs exist on this machine, or BackendError names the first that lacks."""
+    short = [j for j in jobs if j.spec.resources.gpus > len(gpus)]
+    if short:
+        raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.resources.gpus}"
+                           f" GPUs; this machine has {len(gpus)} (use --backend ray)")
+
+
 def _start_local(exp: Experiment, out_dir: Path, todo: list[Job], trial_fn: TrialFn,
                  parallel: int | None, ray_address: str | None) -> Started:
     cap = machine_capacity()
-    short = [j for j in todo if j.spec.resources.gpus > len(cap.gpus)]
-    if short:
-        raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.resources.gpus}"
-                           f" GPUs; this machine has {len(cap.gpus)} (use --backend ray)")
+    _check_local_gpus(todo, cap.gpus)
     slots = local_slots(todo, cap, parallel)
     return LocalBackend(slots, trial_fn), slots, cap
 
@@ -257,6 +262,8 @@ def run_experiment(exp: Experiment, out_dir: Path, *, backend: str | None = None
     listener = listener or Listener()
     trial_fn = trial_fn or default_trial_fn(exp)
     jobs = expand(exp)
+    if backend == "local" and not (Path(out_dir) / INDEX).exists():
+        _check_local_gpus(jobs, local_gpus())  # a fresh folder: refused before it is made
     with Store(out_dir) as store:
         sync = store.sync(jobs, retry_errors=retry_errors)
         store.set_meta("experiment", exp.model_dump(mode="json"))
