@@ -110,6 +110,9 @@ CASES: list[tuple[str, str]] = [
     ("report empty", "no trials found in empty"),
     ("export inspect empty", "no trials found in empty"),
     ("export inspect results --format xml", "'xml' is not one of 'eval', 'json'"),
+    ("label empty --endpoint http://127.0.0.1:9/v1", "no trials found in empty"),
+    ("label missing --endpoint http://127.0.0.1:9/v1", "'missing' does not exist"),
+    ("label empty", "Missing option '--endpoint'"),
     ("export inspect results --out afile", "--out afile: is a file, not a folder"),
     ("report results --out afile", "--out afile: is a file, not a folder"),
     # sandbox: checked before a sandbox starts

@@ -52,8 +52,10 @@ def _spawn_failure(message: str) -> int:
 # Options stop at the command: `exec ls -la` runs `ls -la`; a mistyped option before the
 # command is an error, never run as the command.
 @app.command("exec", context_settings={"allow_interspersed_args": False})
-def exec_(argv: list[str] = typer.Argument(..., metavar="[--] CMD [ARG]...",
-                                           help="the command and its arguments"),
+def exec_(argv: list[str] = typer.Argument(..., metavar="CMD",
+                                           help="the command and its arguments (after "
+                                                "--, or from its first word: what follows "
+                                                "is its own)"),
           profile: ProfileName = typer.Option("standard", "--profile", help="sandbox profile"),
           timeout: float = typer.Option(60, "--timeout", callback=above(0),
                                         help="seconds before the command is killed (exit 124)")
