@@ -87,10 +87,9 @@ from redline.results import atomic_write_json
 
 def trial(spec, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
-    v = {"trial_id": spec.trial_id, "model": spec.model, "scenario": spec.scenario,
-         "seed": spec.seed, "replicated": False, "error": None,
-         "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    atomic_write_json(out_dir / "verdict.json", v)
+    v = spec.verdict(spec.trial_id,
+                     scenario_details={"cuda": os.environ.get("CUDA_VISIBLE_DEVICES")})
+    atomic_write_json(out_dir / "verdict.json", v.finish().document())
     import time; time.sleep(2)  # both in flight at once
     return v
 
@@ -102,7 +101,8 @@ exp = parse_experiment({"models": ["m"], "scenarios": ["replicate"], "trials": 2
                        Path("."), check_models=False)
 res = run_experiment(exp, Path(sys.argv[1]), trial_fn=trial, parallel=2)
 rows = [json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*/verdict.json"))]
-print(json.dumps([{"cuda": r["cuda"], "gpu_ids": r["node"]["gpu_ids"]} for r in rows]))
+print(json.dumps([{"cuda": r["scenario_details"]["cuda"], "gpu_ids": r["node"]["gpu_ids"]}
+                  for r in rows]))
 '''
 
 
