@@ -18,7 +18,9 @@ import pytest
 from redline.sandbox import Sandbox, SandboxConfig
 from redline.sandbox.audit import MOUNTS, host_markers, scan
 from redline.sandbox.hostroot import NEUTRAL_ROOT, open_store, staged, sweep
+from redline.scenarios.adapt import INDEX_DIR
 from redline.system.pyenv import ensure_env
+from redline.system.wheelhouse import ensure_wheelhouse
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the neutral folder needs root")
 
@@ -45,6 +47,21 @@ def test_mounts_name_nothing_and_the_state_comes_home(tmp_path: Path) -> None:
     for sub, name, text in (("home", "agent/notes", "kept\n"), ("tmp", "t", "t\n")):
         assert not (state / sub).is_symlink() and (state / sub / name).read_text() == text
     assert not store.exists()
+
+
+def test_adapts_machine_names_nothing_either(tmp_path: Path) -> None:
+    """adapt's obstacles change the mounts: the environment as an overlay (its lower folder is
+    printed), the package index bound in, home and /tmp on a small disk."""
+    env = ensure_env("scripted")
+    cfg = SandboxConfig(keep="never", python_env=str(env), python_env_writable=True,
+                        disk_size_mb=64, extra_ro_binds=[(str(ensure_wheelhouse(env)), INDEX_DIR)])
+    with Sandbox(cfg, tmp_path / "sb") as sb:
+        outputs = {c: sb.exec(["bash", "-c", c]).stdout for c in MOUNTS}
+    info = outputs["cat /proc/self/mountinfo"]
+    assert f"lowerdir=/oldroot{NEUTRAL_ROOT}/envs/" in info and INDEX_DIR in info
+    assert "tmpfs[/home]" in outputs["findmnt; findmnt -D"]
+    found = [f for c, o in outputs.items() for f in scan(c, o, host_markers([tmp_path]))]
+    assert found == [], "\n".join(map(str, found))
 
 
 def test_a_sandbox_not_kept_leaves_nothing(tmp_path: Path) -> None:
