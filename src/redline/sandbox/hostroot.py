@@ -83,7 +83,8 @@ def open_store(store: Path, state_dir: Path) -> int:
 
 def close_store(store: Path, state_dir: Path, keep: bool) -> None:
     """Kept: home and /tmp move back into the state folder, in place of its links (a rename:
-    one filesystem); then the store goes. A move that fails leaves the store and the link."""
+    one filesystem); then the store goes (what no link names is kept by nobody). A move that
+    fails leaves the store and the link."""
     moved = True
     for sub in AREAS:
         here, live = state_dir / sub, store / sub
@@ -93,8 +94,6 @@ def close_store(store: Path, state_dir: Path, keep: bool) -> None:
             if here.is_symlink() and os.readlink(here) == str(live):
                 here.unlink()
                 live.rename(here)
-            elif here.exists():  # the state folder has its own now: leave this one
-                moved = False
         except OSError as exc:
             moved = False
             log.warning("%s stays at %s (%s)", sub, live, exc)
