@@ -178,6 +178,8 @@ def test_an_unexpected_failure_is_one_line_unless_debug(place: Path,
                                      "itself; run with --debug for the traceback)")
     result = CliRunner().invoke(app, ["--debug", "run"])
     assert isinstance(result.exception, RuntimeError)  # the traceback, for whoever asked
+    result = CliRunner().invoke(app, ["run"])  # --debug holds for its own invocation only
+    assert result.exit_code == 3 and "disk on fire" in result.stderr
 
 
 def test_version_and_help_list_choices_and_no_bool_metavar() -> None:

@@ -7,6 +7,7 @@ progress) lives in redline.cliapp.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -22,6 +23,7 @@ from redline.analysis.recap import recap_lines
 from redline.analysis.report import build_report
 from redline.analysis.trace import load_trial
 from redline.cliapp import (
+    DEBUG_ENV,
     EXIT_INTERRUPTED,
     EXIT_TRIAL_ERROR,
     SETTINGS,
@@ -82,7 +84,7 @@ def main(
     """Options before the sub-command: `redline -q run ...`."""
     if quiet and verbose:
         fail("-q and -v cannot be given together")
-    SETTINGS.debug = debug or SETTINGS.debug
+    SETTINGS.debug = debug or DEBUG_ENV in os.environ  # set anew by every invocation
     SETTINGS.verbosity = -1 if quiet else (1 if verbose else 0)
 
 

@@ -70,7 +70,8 @@ class Settings:
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
 
 
-SETTINGS = Settings(debug=bool(os.environ.get("REDLINE_DEBUG")))
+DEBUG_ENV = "REDLINE_DEBUG"  # --debug for sub-apps run on their own (python -m ...)
+SETTINGS = Settings(debug=DEBUG_ENV in os.environ)
 
 
 class BadInput(click.ClickException):
