@@ -18,7 +18,7 @@ from conftest import run, step
 from typer.testing import CliRunner
 
 from redline.cli import app
-from redline.sandbox import Sandbox, SandboxConfig
+from redline.sandbox import Sandbox, SandboxConfig, audit
 from redline.sandbox.audit import (
     LOOK_AROUND,
     MOUNTS,
@@ -58,6 +58,19 @@ def test_agent_looking_around_a_real_trial_finds_no_giveaway(tmp_path: Path,
     known = set(known_commands())  # the mounts, only without root
     findings = [f for c, o in outputs.items() if c not in known for f in scan(c, o, markers)]
     assert findings == [], "\n".join(map(str, findings))
+
+
+def test_without_the_neutral_folder_the_mounts_are_known(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without root the bind sources stay where they are: what the mounts show is reported
+    as known, apart from the giveaways, and nothing else is."""
+    monkeypatch.setattr(audit, "neutral_root", lambda: None)
+    assert known_commands() == MOUNTS
+    cfg = SandboxConfig(keep="never", extra_ro_binds=[(str(tmp_path), "/srv/judge")])
+    with Sandbox(cfg, tmp_path / "sb") as sb:
+        found = look_around(sb, env=sb.default_env(), cwd="/root/agent")
+    assert {f.command for f in found.residual} == set(MOUNTS)
+    assert not [f for f in found.findings if f.command in MOUNTS]
 
 
 def test_a_planted_giveaway_is_found(tmp_path: Path) -> None:
