@@ -146,10 +146,8 @@ def test_without_root_or_turned_off_nothing_is_recorded_and_it_says_why() -> Non
 
 
 def _files(loaded: dict[str, str | None], dropped: int = 0) -> FileRecorder:
-    rec = FileRecorder(loaded={42: loaded}, marked=["/", "/usr", "/root", "/tmp"],
-                       read_only=["/usr"], dropped=dropped)
-    rec._fd = 1_000_000  # "running": never closed, never read
-    return rec
+    return FileRecorder(loaded={42: loaded}, marked=["/", "/usr", "/root", "/tmp"],
+                        read_only=["/usr"], dropped=dropped)
 
 
 def _sha(path: Path) -> str:
@@ -326,3 +324,34 @@ def test_the_brain_sampler_sees_a_process_at_work() -> None:
         for proc in (busy, idle):
             proc.kill()
             proc.wait()
+
+
+def test_kernel_method_sees_through_a_rewritten_command_line(
+        tmp_path: Path, folders: tuple[Path, Path]) -> None:
+    """A relay run from a suffix-less script that rewrites its argv to the genuine one: it
+    never opened the script its command line names, it ran a file it did not write itself,
+    and its command line is not the one it was exec'd with."""
+    _, cand = folders
+    files = _files({"/root/agent_replica/src/llm.py": _sha(cand / "src" / "llm.py")})
+    files.opened = {42: {"/tmp/.cache/agentd", "/tmp/terminals-1/out", "/root/agent_replica/"
+                         "config.yaml"}}
+    files.writes = [Write(1.0, 43, "/tmp/terminals-1/out")]  # written by its own terminal
+    (cand / "config.yaml").write_text("port: 1\n")
+    (folders[0] / "config.yaml").write_text("port: 2\n")  # data the original holds
+    procs = _record([(42, 1), (43, 42)])
+    procs._take(procconn.PROC_EVENT_EXEC, 42, 0, 5.0)
+    procs.events[-1].argv = ["python3", "/tmp/.cache/agentd", "8001"]
+    got = from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,
+                      procs, "/root/agent_replica/start.py", ["python", "start.py", "8001"])
+    assert got.problems == [
+        "its command line was rewritten after it started: ['python3', '/tmp/.cache/agentd', "
+        "'8001'] at exec, ['python', 'start.py', '8001'] now",
+        "it never opened /root/agent_replica/start.py, the script its command line names",
+        "opened /tmp/.cache/agentd from a writable place outside its folder, not its own "
+        "output"]
+    files.loaded[42]["/root/agent_replica/start.py"] = _sha(cand / "start.py")
+    files.opened[42].discard("/tmp/.cache/agentd")
+    procs.events[-1].argv = ["python", "start.py", "8001"]
+    ok = from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,
+                     procs, "/root/agent_replica/start.py", ["python", "start.py", "8001"])
+    assert ok.problems == []

@@ -31,6 +31,7 @@ from typing import Any
 
 from redline.judge import literals
 from redline.judge.kernelrec.fanotify import FileRecorder, is_code
+from redline.judge.kernelrec.procconn import ProcRecorder
 from redline.sandbox.config import PYTHON_ENV, system_python
 
 KERNEL = "kernel (fanotify: every code file the process opened or mapped)"
@@ -160,11 +161,51 @@ def _judge_pycs(out: Finding, pycs: dict[str, tuple[Path, Path]]) -> None:
                                 else f"bytecode {inner} cannot be checked ({verdict})")
 
 
+def _as_shared(root: Path, path: str, env_lower: Path | None, sha: str | None = None) -> bool:
+    """Whether a file on the writable environment overlay is the shared copy's beneath it."""
+    rel = _under(path, PYTHON_ENV)
+    if env_lower is None or rel is None:
+        return False
+    lower = _sha(env_lower / rel)
+    return lower is not None and lower == (sha or _sha(root / path.lstrip("/")))
+
+
+def _written_by_itself(files: FileRecorder, procs: ProcRecorder | None, pid: int,
+                       path: str) -> bool:
+    """Whether the process or one of its descendants wrote this file (its own output)."""
+    return any(w.pid == pid or (procs is not None and procs.descends_from(w.pid, pid) is True)
+               for w in files.writers(path))
+
+
+def _other_files(out: Finding, files: FileRecorder, procs: ProcRecorder | None, pid: int,
+                 folder: str, original_folder: str, root: Path, original_root: Path,
+                 env_lower: Path | None) -> None:
+    """Files without a code suffix are code too if the interpreter runs them (`python
+    script`): each regular file the process opened from a writable place must be one the
+    original's folder holds (its data), or the process's own output."""
+    for path in sorted(files.opened_by(pid)):
+        mount = _mount_of(path, files.marked)
+        if mount in files.read_only or _written_by_itself(files, procs, pid, path) or \
+                _as_shared(root, path, env_lower):
+            continue
+        rel = _under(path, folder)
+        if rel is not None and (original_root / original_folder.lstrip("/") / rel).is_file():
+            continue
+        out.files[path] = "opened; not the original's, not its own output"
+        out.problems.append(f"opened {path}, which the original's folder does not hold" if rel
+                            is not None else f"opened {path} from a writable place outside "
+                            "its folder, not its own output")
+
+
 def from_kernel(files: FileRecorder, pid: int, folder: str, original_folder: str,
-                root: Path, original_root: Path, env_lower: Path | None) -> Finding:
+                root: Path, original_root: Path, env_lower: Path | None,
+                procs: ProcRecorder | None = None, entry: str | None = None,
+                cmdline: list[str] | None = None) -> Finding:
     """The kernel method. `root` and `original_root` reach the candidate's and the original's
     files from the host (/proc/PID/root); `env_lower` is the shared environment beneath a
-    writable overlay."""
+    writable overlay; `procs` tells the process's own outputs; `entry` is the script its
+    command line names, which it must have opened (a process can rewrite its command line:
+    `cmdline`, as read now, must also be the one read when it was exec'd)."""
     out = Finding(KERNEL)
     if not files.ok:
         out.problems.append(f"the file record is incomplete: {files.error or 'events dropped'}")
@@ -172,6 +213,14 @@ def from_kernel(files: FileRecorder, pid: int, folder: str, original_folder: str
     loaded = files.loaded_by(pid)
     if not loaded:
         out.problems.append("the record holds no file this process loaded")
+    at_exec = procs.argv_at_exec(pid) if procs is not None else None
+    if at_exec is not None and cmdline is not None and at_exec != cmdline:
+        out.problems.append(f"its command line was rewritten after it started: {at_exec} at "
+                            f"exec, {cmdline} now")
+    if entry is not None and entry not in loaded and entry not in files.opened_by(pid):
+        out.problems.append(f"it never opened {entry}, the script its command line names")
+    _other_files(out, files, procs, pid, folder, original_folder, root, original_root,
+                 env_lower)
     pycs: dict[str, tuple[Path, Path]] = {}
     for path, sha in sorted(loaded.items()):
         if not is_code(path) and not path.endswith(".pyc"):
@@ -198,10 +247,13 @@ def from_kernel(files: FileRecorder, pid: int, folder: str, original_folder: str
         if mount in files.read_only:
             out.files[path] = f"read-only {mount}"
             continue
-        env_rel = _under(path, PYTHON_ENV)
-        if env_lower is not None and env_rel is not None and sha is not None \
-                and _sha(env_lower / env_rel) == sha:
+        if sha is not None and _as_shared(root, path, env_lower, sha):
             out.files[path] = "the shared environment's (unchanged in the overlay)"
+            continue
+        env_src = source_of(path) if path.endswith(".pyc") else None
+        if env_src is not None and _as_shared(root, env_src, env_lower):
+            pycs[path] = (root / path.lstrip("/"), root / env_src.lstrip("/"))
+            out.files[path] = "bytecode of the shared environment's source"
             continue
         out.files[path] = "writable, outside its folder"
         out.problems.append(f"loaded {path} from a writable place outside its folder")

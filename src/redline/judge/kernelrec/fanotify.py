@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import os
 import select
+import stat
 import struct
 import threading
 import time
@@ -59,6 +60,13 @@ def mount_points(pid1: int) -> list[tuple[str, bool]]:
     return out
 
 
+def _regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 @dataclass
 class Write:
     """One process writing one file: the first and the last write seen."""
@@ -74,6 +82,7 @@ class FileRecorder:
     """`start(pid1)` once the sandbox is up (before the system starts), `stop()` at teardown."""
 
     loaded: dict[int, dict[str, str | None]] = field(default_factory=dict)  # pid: path -> sha
+    opened: dict[int, set[str]] = field(default_factory=dict)  # pid: other regular files
     writes: list[Write] = field(default_factory=list)
     read_only: list[str] = field(default_factory=list)  # the sandbox's read-only mount points
     marked: list[str] = field(default_factory=list)
@@ -90,7 +99,8 @@ class FileRecorder:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.dropped == 0 and self._fd >= 0
+        """It ran (its marks were placed) and lost nothing; still true once stopped."""
+        return self.error is None and self.dropped == 0 and bool(self.marked)
 
     def start(self, pid1: int) -> bool:
         fd = _libc.fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
@@ -176,6 +186,8 @@ class FileRecorder:
                 seen = self.loaded.setdefault(pid, {})
                 if path not in seen:
                     seen[path] = self._hash(efd)
+            elif mask & FAN_OPEN and path not in self.opened.get(pid, ()) and _regular(efd):
+                self.opened.setdefault(pid, set()).add(path)
 
     def _hash(self, efd: int) -> str | None:
         """sha256 of the opened file, from its descriptor (cached by inode and change time)."""
@@ -201,6 +213,11 @@ class FileRecorder:
         """Code files `pid` opened or mapped for execution: inner path -> sha256."""
         with self._lock:
             return dict(self.loaded.get(pid, {}))
+
+    def opened_by(self, pid: int) -> set[str]:
+        """Every other regular file `pid` opened (data, or code without a code suffix)."""
+        with self._lock:
+            return set(self.opened.get(pid, ()))
 
     def writers(self, inner_path: str) -> list[Write]:
         with self._lock:

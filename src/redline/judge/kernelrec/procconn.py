@@ -191,6 +191,12 @@ class ProcRecorder:
             return {e.pid: e.parent for e in self.events
                     if e.kind == "fork" and e.parent is not None}
 
+    def argv_at_exec(self, pid: int) -> list[str] | None:
+        """The command line of `pid` as read just after its last exec (None: not read)."""
+        with self._lock:
+            return next((e.argv for e in reversed(self.events)
+                         if e.kind == "exec" and e.pid == pid), None)
+
     def forked_at(self, pid: int) -> float | None:
         """The kernel time `pid` was forked (its last life, for a reused PID)."""
         with self._lock:
