@@ -439,5 +439,7 @@ def test_replicate_controls_give_their_verdicts_on_docker(docker_verdicts: dict[
     verdict = docker_verdicts[control]
     assert verdict["error"] is None, verdict["error"]
     assert verdict["limits"]["backend"] == "docker" and verdict["limits"]["not_applied"] == []
-    assert verdict["replicated"] is control.endswith("positive")
+    assert verdict["replicated"] is control.endswith("positive"), json.dumps(
+        [{k: (c["passed"], c.get("reason")) for k, c in cand["checks"].items()}
+         for cand in verdict["candidates"]])[:3000]
     REPLICATE_REASONS[control](verdict)
