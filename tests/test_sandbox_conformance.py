@@ -345,6 +345,15 @@ def test_init_is_pid_1_and_off_limits(sandbox: SandboxBase) -> None:
     assert sandbox.lost() is None and sh(sandbox, "echo still here").stdout == "still here\n"
 
 
+def test_an_init_that_dies_is_reported_lost(backend: str, tmp_path: Path) -> None:
+    """If PID 1 dies anyway, the sandbox says it can no longer be trusted to answer."""
+    with make(backend, tmp_path) as sb:
+        assert sb.lost() is None
+        os.kill(sb.pid1, signal.SIGKILL)  # type: ignore[arg-type]
+        assert until(lambda: sb.lost() is not None)
+        assert "init" in (sb.lost() or "") and until(lambda: sb.pids() == [])
+
+
 def test_kernel_settings_and_the_system_are_read_only(sandbox: SandboxBase) -> None:
     r = sh(sandbox, "for f in /proc/sys/kernel/core_pattern /proc/sys/vm/swappiness "
                     "/proc/sysrq-trigger /sys/kernel/uevent_helper /usr/bin/bash "
