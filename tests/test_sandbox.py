@@ -273,6 +273,16 @@ def test_docker_backend_is_chosen_by_config_and_fails_cleanly(tmp_path: Path,
     assert not (tmp_path / "sb").exists()
 
 
+def test_docker_backend_without_an_engine_says_so(tmp_path: Path, monkeypatch) -> None:
+    if not docker_mod.shutil.which("docker"):
+        pytest.skip("no docker command")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    sb = make_sandbox(SandboxConfig(backend="docker", keep="never"), tmp_path / "sb")
+    with pytest.raises(SandboxError, match="Cannot connect to the Docker daemon"):
+        sb.start()
+    assert not (tmp_path / "sb").exists()
+
+
 def test_output_pump_survives_a_full_host_disk() -> None:
     """A log on a full disk loses its output, never the pump (CI once saw the pump thread die
     when closing a log whose buffered bytes no longer fit): the bytes are still counted and a
