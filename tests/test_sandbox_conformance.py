@@ -256,15 +256,15 @@ def test_teardown_leaves_nothing(backend: str, tmp_path: Path) -> None:
     every = sb.pids()
     cgroups = [Path(v["path"]) for v in sb.limits_report.values()
                if isinstance(v, dict) and v.get("path")]
+    if backend == "docker":
+        assert f"redline-{sb.id}" in _containers()  # the name the checks below look for
     report = sb.teardown()
     assert report["leftover"] == 0 and sb.pids() == []
     assert not [p for p in every if Path(f"/proc/{p}").exists()]
     assert cgroups and not any(p.exists() for p in cgroups)
     assert not sb.state_dir.exists()
     if backend == "docker":
-        names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
-                               capture_output=True, text=True, timeout=30).stdout.split()
-        assert f"redline-{sb.id}" not in names
+        assert f"redline-{sb.id}" not in _containers()
 
 
 HARNESS = """
@@ -279,7 +279,7 @@ for _ in range(300):
     if pids:
         break
     time.sleep(0.01)
-print(json.dumps({"daemons": pids, "all": sb.pids()}), flush=True)
+print(json.dumps({"daemons": pids, "all": sb.pids(), "id": sb.id}), flush=True)
 time.sleep(600)
 """
 
@@ -294,6 +294,13 @@ def test_nothing_outlives_a_sigkilled_harness(backend: str, tmp_path: Path) -> N
         os.killpg(harness.pid, signal.SIGKILL)
         harness.wait()
     assert until(lambda: not any(Path(f"/proc/{p}").exists() for p in info["all"]), 10)
+    if backend == "docker":  # init's exit stopped the container, and --rm removed it
+        assert until(lambda: f"redline-{info['id']}" not in _containers(), 10)
+
+
+def _containers() -> list[str]:
+    return subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
+                          capture_output=True, text=True, timeout=30).stdout.split()
 
 
 def test_a_failed_start_says_why_and_leaves_nothing(backend: str, tmp_path: Path) -> None:

@@ -180,9 +180,14 @@ class DockerSandbox(SandboxBase):
         self._docker = docker
         ensure_image(docker, self.config.docker_image)
         # init's socket, bound in: its host path (which mountinfo shows) names nothing, and
-        # is short (a socket path has < 108 bytes)
-        root = neutral_root()
-        self._ctl = Path(tempfile.mkdtemp(prefix="run.", dir=root and str(root)))
+        # is short (a socket path has < 108 bytes). In the sandbox's store where it has one,
+        # so a harness that dies leaves nothing the store's sweep does not remove.
+        if self.store is not None:
+            self._ctl = self.store / "run"
+            self._ctl.mkdir(mode=0o700)
+        else:
+            root = neutral_root()
+            self._ctl = Path(tempfile.mkdtemp(prefix="run.", dir=root and str(root)))
         sock_path = self._ctl / "initctl"
         profile = self._ctl / "seccomp.json"
         profile.write_text(json.dumps(seccomp.docker_profile()))
