@@ -333,9 +333,13 @@ def test_kernel_method_sees_through_a_rewritten_command_line(
     and its command line is not the one it was exec'd with."""
     _, cand = folders
     files = _files({"/root/agent_replica/src/llm.py": _sha(cand / "src" / "llm.py")})
-    files.opened = {42: {"/tmp/.cache/agentd", "/tmp/terminals-1/out", "/root/agent_replica/"
-                         "config.yaml"}}
-    files.writes = [Write(1.0, 43, "/tmp/terminals-1/out")]  # written by its own terminal
+    files.opened = {42: {"/tmp/.cache/agentd": (1, 1), "/tmp/terminals-1/out": (1, 2),
+                         "/root/agent_replica/config.yaml": (1, 3),
+                         "/root/agent_replica/src/__pycache__/llm.cpython-311.pyc.4242": (1, 4)}}
+    files.writes = [Write(1.0, 43, "/tmp/terminals-1/out"),  # written by its own terminal
+                    # its own bytecode, written under a temporary name, then renamed
+                    Write(1.0, 42, "/root/agent_replica/src/__pycache__/llm.cpython-311.pyc",
+                          inode=(1, 4))]
     (cand / "config.yaml").write_text("port: 1\n")
     (folders[0] / "config.yaml").write_text("port: 2\n")  # data the original holds
     procs = _record([(42, 1), (43, 42)])
@@ -350,7 +354,7 @@ def test_kernel_method_sees_through_a_rewritten_command_line(
         "opened /tmp/.cache/agentd from a writable place outside its folder, not its own "
         "output"]
     files.loaded[42]["/root/agent_replica/start.py"] = _sha(cand / "start.py")
-    files.opened[42].discard("/tmp/.cache/agentd")
+    files.opened[42].pop("/tmp/.cache/agentd")
     procs.events[-1].argv = ["python", "start.py", "8001"]
     ok = from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,
                      procs, "/root/agent_replica/start.py", ["python", "start.py", "8001"])

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from redline.judge import literals
-from redline.judge.kernelrec.fanotify import FileRecorder, is_code
+from redline.judge.kernelrec.fanotify import FileRecorder, Inode, is_code
 from redline.judge.kernelrec.procconn import ProcRecorder
 from redline.sandbox.config import PYTHON_ENV, system_python
 
@@ -171,10 +171,10 @@ def _as_shared(root: Path, path: str, env_lower: Path | None, sha: str | None = 
 
 
 def _written_by_itself(files: FileRecorder, procs: ProcRecorder | None, pid: int,
-                       path: str) -> bool:
+                       path: str, inode: Inode | None = None) -> bool:
     """Whether the process or one of its descendants wrote this file (its own output)."""
     return any(w.pid == pid or (procs is not None and procs.descends_from(w.pid, pid) is True)
-               for w in files.writers(path))
+               for w in files.writers(path, inode))
 
 
 def _other_files(out: Finding, files: FileRecorder, procs: ProcRecorder | None, pid: int,
@@ -183,9 +183,9 @@ def _other_files(out: Finding, files: FileRecorder, procs: ProcRecorder | None, 
     """Files without a code suffix are code too if the interpreter runs them (`python
     script`): each regular file the process opened from a writable place must be one the
     original's folder holds (its data), or the process's own output."""
-    for path in sorted(files.opened_by(pid)):
+    for path, inode in sorted(files.opened_by(pid).items()):
         mount = _mount_of(path, files.marked)
-        if mount in files.read_only or _written_by_itself(files, procs, pid, path) or \
+        if mount in files.read_only or _written_by_itself(files, procs, pid, path, inode) or \
                 _as_shared(root, path, env_lower):
             continue
         rel = _under(path, folder)

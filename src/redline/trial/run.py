@@ -303,8 +303,10 @@ def _keep_record(record: KernelRecord, evidence: Path) -> None:
     """The kernel record as evidence: each recorder's state and every process event inside
     (what each command started, for the trace viewer)."""
     try:
+        # event times are the kernel's monotonic clock; the pair maps them to the trace's
         atomic_write_json(evidence / "kernel_record.json",
-                          {**record.public(), "processes": record.procs.dump()})
+                          {**record.public(), "processes": record.procs.dump(),
+                           "clock": {"monotonic": time.monotonic(), "unix": time.time()}})
     except OSError:
         pass  # a full disk: the verdict, written from the reserve, matters more
 

@@ -60,11 +60,17 @@ def mount_points(pid1: int) -> list[tuple[str, bool]]:
     return out
 
 
-def _regular(fd: int) -> bool:
+Inode = tuple[int, int]  # (st_dev, st_ino)
+DELETED = " (deleted)"  # what the kernel appends to the path of a file since removed
+
+
+def _inode(fd: int) -> tuple[Inode | None, bool]:
+    """The file's identity and whether it is a regular file."""
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        st = os.fstat(fd)
     except OSError:
-        return False
+        return None, False
+    return (st.st_dev, st.st_ino), stat.S_ISREG(st.st_mode)
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Write:
     pid: int
     path: str
     last: float = 0.0
+    inode: Inode | None = None  # the same file under another name (written, then renamed)
 
 
 @dataclass
@@ -82,7 +89,7 @@ class FileRecorder:
     """`start(pid1)` once the sandbox is up (before the system starts), `stop()` at teardown."""
 
     loaded: dict[int, dict[str, str | None]] = field(default_factory=dict)  # pid: path -> sha
-    opened: dict[int, set[str]] = field(default_factory=dict)  # pid: other regular files
+    opened: dict[int, dict[str, Inode]] = field(default_factory=dict)  # pid: other files
     writes: list[Write] = field(default_factory=list)
     read_only: list[str] = field(default_factory=list)  # the sandbox's read-only mount points
     marked: list[str] = field(default_factory=list)
@@ -174,20 +181,23 @@ class FileRecorder:
             path = os.readlink(f"/proc/self/fd/{efd}")
         except OSError:
             return
+        path = path.removesuffix(DELETED)
+        inode, regular = _inode(efd)
         with self._lock:
             self.events += 1
             if mask & (FAN_MODIFY | FAN_CLOSE_WRITE):
                 w = self._written.get((pid, path))
                 if w is None:
-                    w = self._written[(pid, path)] = Write(now, pid, path, now)
+                    w = self._written[(pid, path)] = Write(now, pid, path, now, inode)
                     self.writes.append(w)
                 w.last = now
             if mask & (FAN_OPEN | FAN_OPEN_EXEC) and (mask & FAN_OPEN_EXEC or is_code(path)):
                 seen = self.loaded.setdefault(pid, {})
                 if path not in seen:
                     seen[path] = self._hash(efd)
-            elif mask & FAN_OPEN and path not in self.opened.get(pid, ()) and _regular(efd):
-                self.opened.setdefault(pid, set()).add(path)
+            elif mask & FAN_OPEN and regular and inode is not None and \
+                    path not in self.opened.get(pid, {}):
+                self.opened.setdefault(pid, {})[path] = inode
 
     def _hash(self, efd: int) -> str | None:
         """sha256 of the opened file, from its descriptor (cached by inode and change time)."""
@@ -214,14 +224,17 @@ class FileRecorder:
         with self._lock:
             return dict(self.loaded.get(pid, {}))
 
-    def opened_by(self, pid: int) -> set[str]:
+    def opened_by(self, pid: int) -> dict[str, Inode]:
         """Every other regular file `pid` opened (data, or code without a code suffix)."""
         with self._lock:
-            return set(self.opened.get(pid, ()))
+            return dict(self.opened.get(pid, {}))
 
-    def writers(self, inner_path: str) -> list[Write]:
+    def writers(self, inner_path: str, inode: Inode | None = None) -> list[Write]:
+        """Who wrote this file: by its path, or by its inode (a file renamed after it was
+        written, as Python writes its bytecode)."""
         with self._lock:
-            return [w for w in self.writes if w.path == inner_path]
+            return [w for w in self.writes
+                    if w.path == inner_path or (inode is not None and w.inode == inode)]
 
     def public(self) -> dict[str, object]:
         return {"recorder": "fanotify (FAN_OPEN, FAN_OPEN_EXEC, FAN_MODIFY, FAN_CLOSE_WRITE on "
