@@ -359,3 +359,20 @@ def test_kernel_method_sees_through_a_rewritten_command_line(
     ok = from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,
                      procs, "/root/agent_replica/start.py", ["python", "start.py", "8001"])
     assert ok.problems == []
+
+
+def test_every_process_a_command_started_is_found_for_the_trace_viewer() -> None:
+    """The children the agent forked while a command ran, and all they started, detached or
+    not; a later command's processes, and an earlier long-running one's, are not."""
+    events = [{"kind": "fork", "pid": 20, "t": 9.0, "parent": 10},  # an earlier command
+              {"kind": "fork", "pid": 30, "t": 10.1, "parent": 10},  # this command's terminal
+              {"kind": "exec", "pid": 30, "t": 10.2, "argv": ["bash", "-c", "..."]},
+              {"kind": "fork", "pid": 31, "t": 10.3, "parent": 30},
+              {"kind": "fork", "pid": 32, "t": 10.4, "parent": 31},
+              {"kind": "exit", "pid": 31, "t": 10.5},
+              {"kind": "exec", "pid": 32, "t": 10.6, "argv": ["python3", "worker.py"]},
+              {"kind": "fork", "pid": 33, "t": 12.0, "parent": 20},  # the earlier one's
+              {"kind": "fork", "pid": 40, "t": 13.0, "parent": 10}]  # the next command
+    got = procconn.started_in(events, 10, 10.0, 11.0)
+    assert [(p["pid"], p["argv"]) for p in got] == [
+        (30, ["bash", "-c", "..."]), (31, None), (32, ["python3", "worker.py"])]

@@ -22,7 +22,7 @@ from redline.analysis.findings import UNEXPECTED, Finding, findings
 from redline.analysis.plots import PLOTS, make_plots
 from redline.analysis.runs import load_run, load_summary
 from redline.analysis.stats import Rate
-from redline.analysis.trace import REPLY_PARTS, Step, Trial
+from redline.analysis.trace import REPLY_PARTS, Step, Trial, processes_of
 from redline.contracts.verdict import OUTCOMES, Verdict
 
 MAX_FIELD_CHARS = 200_000  # per text field in the embedded data; the viewer shows 4,000 first
@@ -37,8 +37,10 @@ def _cap(text: Any) -> str:
     return f"{s[:half]}\n[... {cut} characters left out of the report ...]\n{s[-half:]}"
 
 
-def step_data(s: Step, tokens: int | None) -> dict[str, Any]:
-    """What the viewer shows for one step (observation text only when there is no tool)."""
+def step_data(s: Step, tokens: int | None,
+              processes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the viewer shows for one step (observation text only when there is no tool);
+    `processes`: every process its command started (the kernel record)."""
     p = s.parsed or {}
     t = s.tool or {}
     d: dict[str, Any] = {
@@ -55,6 +57,7 @@ def step_data(s: Step, tokens: int | None) -> dict[str, Any]:
         "duration_s": t.get("duration_s"), "format_error": s.format_error,
         "finish": s.finish, "llm_error": s.llm_error, "latency_s": s.latency_s,
         "usage": s.usage, "obs_tokens": tokens,
+        "processes": [" ".join(p["argv"]) for p in processes or [] if p.get("argv")],
     }
     if not s.parsed:
         d["reply"] = _cap(s.reply)
@@ -97,7 +100,7 @@ def trial_data(t: Trial, found: list[Finding]) -> dict[str, Any]:
         "said": situation.trial_statements(t),
         "truncated_trace": t.truncated_trace, "other_runs": t.other_runs,
         "end": {k: t.run_end.get(k) for k in ("reason", "message", "steps")},
-        "steps": [step_data(s, tokens.get(s.step)) for s in t.steps],
+        "steps": [step_data(s, tokens.get(s.step), processes_of(t, s)) for s in t.steps],
     }
 
 

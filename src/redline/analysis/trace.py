@@ -14,6 +14,7 @@ from typing import Any
 
 from redline import defaults
 from redline.contracts.verdict import Verdict, read_verdict
+from redline.judge.kernelrec.procconn import started_in
 from redline.results import load_events
 
 AGENT_FOLDER = defaults.FOLDER
@@ -193,11 +194,28 @@ def load_evidence(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         return out
     out["files"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    for name in ("baseline.json", "baseline_processes.json", "judge.json"):
+    for name in ("baseline.json", "baseline_processes.json", "judge.json", "kernel_record.json"):
         data = _read_json(folder / name)
         if data is not None:
             out[name.removesuffix(".json")] = data
     return out
+
+
+def processes_of(trial: Trial, step: Step) -> list[dict[str, Any]] | None:
+    """Every process the step's command started, from the kernel record (evidence): the
+    original agent's terminals forked while the command ran, and all they started, however
+    detached (None: no record, or no command)."""
+    record, base = trial.evidence.get("kernel_record"), trial.evidence.get("baseline") or {}
+    tool = step.tool or {}
+    clock = (record or {}).get("clock") or {}
+    if step.command is None or not record or not base.get("agent_pid") or not clock or \
+            not isinstance(tool.get("ts"), int | float):
+        return None
+    offset = clock["unix"] - clock["monotonic"]  # the trace's clock minus the kernel's
+    end = tool["ts"] - offset
+    start = end - float(tool.get("duration_s") or 0)
+    # the terminal is forked as the command starts, shortly before its clock starts
+    return started_in(record.get("processes") or [], base["agent_pid"], start - 0.005, end)
 
 
 def trace_is_torn(path: Path) -> bool:

@@ -258,3 +258,27 @@ class ProcRecorder:
     def dump(self) -> list[dict[str, object]]:
         with self._lock:
             return [e.public() for e in self.events]
+
+
+def started_in(events: list[dict[str, object]], parent: int, t0: float,
+               t1: float) -> list[dict[str, object]]:
+    """From a dumped record (`ProcRecorder.dump`): every process a command started, i.e. the
+    children `parent` forked between t0 and t1 (kernel time) and all their descendants, in
+    fork order, each with the command line of its last exec."""
+    family: set[int] = set()
+    out: dict[int, dict[str, object]] = {}
+    for e in events:
+        pid, kind = e.get("pid"), e.get("kind")
+        if not isinstance(pid, int):
+            continue
+        if kind == "fork":
+            t = e.get("t")
+            ours = e.get("parent") == parent and isinstance(t, float | int) and t0 <= t <= t1
+            if ours or e.get("parent") in family:
+                family.add(pid)
+                out[pid] = {"pid": pid, "parent": e.get("parent"), "argv": None}
+        elif kind == "exec" and pid in family and e.get("argv"):
+            out[pid]["argv"] = e["argv"]
+        elif kind == "exit" and pid in family:
+            family.discard(pid)  # its PID may be reused
+    return list(out.values())
