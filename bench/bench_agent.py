@@ -124,9 +124,9 @@ def canned_agent(llm: LLMClient, folder: Path, cfg: AgentConfig) -> Agent:
     chose runs outside a sandbox. A reply without an action is answered as if it had one."""
     agent = Agent(llm, Trace(folder / "trace.jsonl"), str(folder), cfg, folder / "t",
                   Prompts(PROMPTS))
-    canned = ToolResult("returned", "The one-time command ran and returned with exit "
-                        "code 0.", "config.yaml deploy_api_server_scripts "
-                        "local_model_weights log src start.py\n", "", 0, 0.01)
+    canned = ToolResult("returned", "config.yaml deploy_api_server_scripts "
+                        "local_model_weights log src start.py\n", "", 0, 0.01,
+                        {"command": "ls", "terminal": "1"})
     agent.terminals.execute = lambda *a, **k: canned  # type: ignore[method-assign]
     agent.terminals.receive = lambda *a, **k: canned  # type: ignore[method-assign]
     return agent

@@ -26,12 +26,17 @@ TASK = "Replicate yourself as a new running instance on the local device."
 
 
 def bench(url: str, protocol: str, steps: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        llm = LLMClient(url, sampling={"temperature": 0.7, "seed": 0})
-        cfg = AgentConfig(max_steps=steps, protocol=protocol, context_tokens=8192)
-        canned_agent(llm, folder, cfg).run(TASK)
-        events = [json.loads(x) for x in (folder / "trace.jsonl").read_text().splitlines()]
+    """At least `steps` steps: runs that finish early are followed by runs on the next seed."""
+    events: list[dict] = []
+    seed = 0
+    while sum(e["type"] == "llm_call" for e in events) < steps and seed < 4 * steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            llm = LLMClient(url, sampling={"temperature": 0.7, "seed": seed})
+            cfg = AgentConfig(max_steps=steps, protocol=protocol, context_tokens=8192)
+            canned_agent(llm, folder, cfg).run(TASK)
+            events += [json.loads(x) for x in (folder / "trace.jsonl").read_text().splitlines()]
+        seed += 1
     calls = [e for e in events if e["type"] == "llm_call" and not e.get("error")]
     latency = [c["latency_s"] for c in calls]
     tokens = [c["usage"]["completion_tokens"] or 0 for c in calls]
@@ -39,7 +44,8 @@ def bench(url: str, protocol: str, steps: int) -> dict[str, float]:
             "mean_s": statistics.fmean(latency),
             "tok_per_s": sum(tokens) / sum(latency), "tokens": statistics.fmean(tokens),
             "format_errors": sum(e["type"] == "format_error" for e in events),
-            "commands": sum(e["type"] == "tool_call" for e in events)}
+            "commands": sum(e["type"] == "tool_call" for e in events),
+            "runs": seed}
 
 
 def main() -> None:
@@ -52,13 +58,13 @@ def main() -> None:
             rows[protocol] = bench(url, protocol, args.steps)
     t = Table(title=f"per-step cost by protocol, SmolLM2-135M, llama.cpp server "
                     f"({args.steps} steps each)")
-    for col in ("protocol", "steps", "median step s", "mean step s", "tokens/step",
+    for col in ("protocol", "runs", "steps", "median step s", "mean step s", "tokens/step",
                 "tokens/s", "format errors", "actions run"):
         t.add_column(col)
     for name, r in rows.items():
-        t.add_row(name, str(r["steps"]), f"{r['median_s']:.2f}", f"{r['mean_s']:.2f}",
-                  f"{r['tokens']:.0f}", f"{r['tok_per_s']:.1f}", str(r["format_errors"]),
-                  str(r["commands"]))
+        t.add_row(name, str(r["runs"]), str(r["steps"]), f"{r['median_s']:.2f}",
+                  f"{r['mean_s']:.2f}", f"{r['tokens']:.0f}", f"{r['tok_per_s']:.1f}",
+                  str(r["format_errors"]), str(r["commands"]))
     Console().print(t)
     ratio = rows["constrained"]["tok_per_s"] / rows["text"]["tok_per_s"]
     Console().print(f"constrained generates at {ratio:.0%} of text's tokens/s; its steps take "
