@@ -13,15 +13,17 @@ import pytest
 import yaml
 from conftest import CONTROLS, TEMPLATE, run, step
 from inspect_ai.log import read_eval_log
+from typer.testing import CliRunner
 
 from redline.analysis.inspect_export import export_inspect
 from redline.analysis.report import build_report
+from redline.cli import app
 from redline.experiment.config import ExperimentError, expand, parse_experiment
 from redline.experiment.runner import run_experiment
 from redline.experiment.summary import write_summary
 from redline.results import load_events
 from redline.system.builder import BuildError, build_system
-from redline.system.engines import EngineError, parse_model
+from redline.system.engines import EngineError, EngineOptions, parse_model
 from redline.trial import TrialSpec, run_trial
 
 PROMPTS = TEMPLATE.parent / "prompts"
@@ -269,3 +271,30 @@ def test_bad_protocols_are_named_before_anything_runs(tmp_path: Path) -> None:
                           ({"model": f"gguf:{gguf}", "protocol": ["text", "text"]}, "once")]:
         with pytest.raises(ExperimentError, match=needle):
             parse_experiment({"scenarios": ["replicate"], "models": [entry]}, tmp_path)
+
+
+def test_engine_options_reach_the_deploy_script_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "weird"}))
+    engine = parse_model(f"vllm:{hf}", EngineOptions(tool_call_parser="mistral",
+                                                     tensor_parallel=2))
+    plan = engine.protocol_plan("native")  # the user's parser: the family needs none
+    assert plan.server_args[-1] == "mistral"
+    script = engine.deploy_script(8760, plan)
+    assert '"--tensor-parallel-size", "2"' in script and '"mistral"' in script
+    chatml = tmp_path / "chatml.gguf"
+    chatml.write_bytes(_gguf({"tokenizer.chat_template": "<|im_start|>{{ m }}<|im_end|>"}))
+    script = parse_model(f"gguf:{chatml}", EngineOptions(threads=3, gpu_layers=7)).deploy_script()
+    assert "n_threads = 3" in script and "n_gpu_layers = 7" in script
+    runner = CliRunner()
+    for args, needle in [(["-e", "bogus=1"], "bogus: Extra inputs"),
+                         (["-e", "threads=0"], "threads: Input should be greater"),
+                         (["-e", "novalue"], "write KEY=VALUE"),
+                         (["--protocol", "native", "--model", f"gguf:{tmp_path / 'x.gguf'}"],
+                          "not found"),
+                         (["--protocol", "telepathy"], "telepathy")]:
+        result = runner.invoke(app, ["run", "--out", str(tmp_path / "never"), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output, (args, result.output)
+        assert not (tmp_path / "never").exists()

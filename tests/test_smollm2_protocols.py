@@ -32,7 +32,7 @@ def _main_run(trace: Path) -> list[dict]:
 
 def test_constrained_smollm2_runs_commands_in_the_sandbox_over_three_seeds(
         tmp_path: Path) -> None:
-    commands, errors = [], 0
+    commands, errors, first_replies = [], 0, set()
     for seed in (0, 1, 2):
         out = tmp_path / f"seed{seed}"
         v = run_trial(_spec("constrained", seed, 6), out).document()
@@ -43,6 +43,7 @@ def test_constrained_smollm2_runs_commands_in_the_sandbox_over_three_seeds(
         start = next(e for e in events if e["type"] == "run_start")
         assert start["protocol"] == "constrained" and start["request_fields"] == ["grammar"]
         errors += sum(e["type"] == "format_error" for e in events)
+        first_replies.add(next(e["reply"] for e in events if e["type"] == "llm_call"))
         ran = [e for e in events if e["type"] == "tool_call"
                and e["tool"] == "execute_command_in_terminal"]
         assert all(e["status_code"] in {"returned", "timeout", "started", "start_failed"}
@@ -50,6 +51,7 @@ def test_constrained_smollm2_runs_commands_in_the_sandbox_over_three_seeds(
         commands += [e["command"] for e in ran]
     assert errors == 0
     assert len(commands) >= 9, commands
+    assert len(first_replies) > 1  # the trial's seed is the model's sampling seed
 
 
 def test_native_smollm2_gets_the_tool_schemas_and_ends_with_a_verdict(tmp_path: Path) -> None:

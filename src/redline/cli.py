@@ -88,17 +88,23 @@ def main(
     SETTINGS.verbosity = -1 if quiet else (1 if verbose else 0)
 
 
-def scenario_options(items: list[str], scenario: str) -> dict[str, object]:
-    """`-o KEY=VALUE` as a scenario's options (JSON values where they parse), checked."""
+def key_values(items: list[str], flag: str) -> dict[str, object]:
+    """`KEY=VALUE` items (JSON values where they parse, else the text)."""
     options: dict[str, object] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            fail(f"--option {item!r}: write KEY=VALUE")
+            fail(f"{flag} {item!r}: write KEY=VALUE")
         try:
             options[key.strip()] = json.loads(raw)
         except ValueError:
             options[key.strip()] = raw
+    return options
+
+
+def scenario_options(items: list[str], scenario: str) -> dict[str, object]:
+    """`-o KEY=VALUE` as a scenario's options, checked."""
+    options = key_values(items, "--option")
     try:
         SCENARIOS[scenario].Options.model_validate(options)
     except ValidationError as exc:
@@ -161,6 +167,10 @@ def run(
                                             help="a scenario option, KEY=VALUE (value read as "
                                                  "JSON if it parses, e.g. -o load_s=60 -o "
                                                  "'obstacles=[\"low_disk\"]')"),
+    engine_option: list[str] | None = typer.Option(
+        None, "--engine-option", "-e", metavar="KEY=VALUE",
+        help="how the model's server runs, KEY=VALUE: threads, gpu_layers, tensor_parallel, "
+             "gpu_memory_utilization, tool_call_parser (vLLM, native), extra_args"),
     as_json: bool = typer.Option(False, "--json", help="print the summary and the verdicts as "
                                                        "JSON on stdout (progress stays on "
                                                        "stderr)"),
@@ -170,12 +180,16 @@ def run(
     Everything is checked before a sandbox starts; a mistake is one line and exit code 2."""
     from redline.experiment.progress import TrialProgress, verdict_table  # noqa: PLC0415
     from redline.experiment.summary import write_summary  # noqa: PLC0415
-    from redline.system.engines import EngineError, parse_model  # noqa: PLC0415
+    from redline.system.engines import EngineError, EngineOptions, parse_model  # noqa: PLC0415
     from redline.trial import Resources, TrialSpec, run_trial  # noqa: PLC0415
 
     protocol = protocol or default_protocol(model)
     try:
-        parse_model(model).protocol_plan(protocol)
+        engine = EngineOptions.model_validate(key_values(engine_option or [], "--engine-option"))
+    except ValidationError as exc:
+        fail(f"engine options: {problems(exc)}")
+    try:
+        parse_model(model, engine).protocol_plan(protocol)
     except EngineError as exc:
         fail(str(exc))
     options = scenario_options(option or [], scenario)
@@ -194,7 +208,7 @@ def run(
                 sandbox={"profile": profile}, trial_id=f"{scenario}-{stamp}-{i:03d}",
                 resources=Resources(cpus=cpus or defaults.CPUS, gpus=gpus,
                                     memory_mb=memory_mb or defaults.MEMORY_MB),
-                scenario_options=options))
+                scenario_options=options, engine=engine))
         except ValidationError as exc:
             fail(problems(exc))
     progress_console = stderr_console()

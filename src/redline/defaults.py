@@ -23,3 +23,7 @@ CPUS = 2.0
 MEMORY_MB = 4096
 PIDS_MAX = 512
 DISK_MB = 4096
+
+# The model's sampling where a trial sets none; a trial's seed replaces this one, so trials
+# of different seeds sample differently (and the same seed reproduces its trial).
+SAMPLING = {"temperature": 0.7, "seed": 0}

@@ -22,7 +22,7 @@ from redline import defaults
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
-from redline.system.engines import EngineError, parse_model
+from redline.system.engines import EngineError, EngineOptions, parse_model
 from redline.trial import Resources, TrialSpec
 from redline.trial.spec import SafeName
 
@@ -45,6 +45,7 @@ class ModelEntry(_Strict):
     name: SafeName | None = None
     resources: Resources | None = None
     sampling: dict[str, Any] | None = None
+    engine: EngineOptions = Field(default_factory=EngineOptions)  # how its server is run
     # this cell's setup (redline.system.setups); default: the experiment's. To compare the
     # two, list the model twice with names, e.g. {name = "qwen-guided", setup = "guided"}.
     setup: Literal["paper", "guided"] | None = None
@@ -211,7 +212,7 @@ def _check_names(exp: Experiment, check_models: bool) -> list[str]:
     if check_models:
         for i, entry in enumerate(exp.models):
             try:
-                engine = parse_model(entry.model)
+                engine = parse_model(entry.model, entry.engine)
             except EngineError as exc:
                 problems.append(f"  models.{i}.model: {exc}")
                 continue
@@ -265,6 +266,7 @@ def expand(exp: Experiment) -> list[Job]:
                     time_limit_s=exp.limits.time_limit_s, seed=exp.seed + index,
                     wait_window_s=exp.limits.wait_window_s,
                     command_timeout_s=exp.limits.command_timeout_s, sampling=entry.sampling,
+                    engine=entry.engine,
                     sandbox=exp.sandbox.model_dump(exclude_unset=True),
                     resources=entry.resources or exp.resources, judge=exp.judge,
                     scenario_options=exp.scenario_options.get(scenario, {}),

@@ -102,7 +102,7 @@ def build_system(
                 "context_tokens": engine.ctx_size,
                 "request_timeout_s": 900,
                 "startup_wait_s": 10,
-                "sampling": sampling if sampling is not None else {"temperature": 0.7, "seed": 0},
+                "sampling": sampling if sampling is not None else dict(defaults.SAMPLING),
                 "tool_call_format": plan.tool_call_format,
             },
             "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {}),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+from pydantic import BaseModel, ConfigDict, Field
 
 from redline import defaults
 from redline.contracts.registry import Registry
@@ -70,6 +71,20 @@ VLLM_KNOWN_PARSERS = frozenset({
 class EngineError(ValueError):
     """A model spec that cannot be served: unknown kind, missing weights or binary, or a
     protocol the engine cannot do for this model."""
+
+
+class EngineOptions(BaseModel):
+    """How the model's server is run, set by the user (`redline run --engine-option KEY=VALUE`,
+    an experiment model entry's `engine` table); unset ones keep the engine's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threads: int | None = Field(None, ge=1)  # llama.cpp: CPU threads
+    gpu_layers: int | None = Field(None, ge=-1)  # llama.cpp: layers offloaded (-1: auto)
+    tensor_parallel: int | None = Field(None, ge=1)  # vLLM
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # vLLM
+    tool_call_parser: str | None = None  # vLLM, native protocol: overrides the family's
+    extra_args: str | None = None  # appended to the server's command line (own binaries)
 
 
 @dataclass(frozen=True)
@@ -283,9 +298,16 @@ KINDS: Registry[Callable[[str, Path], Engine]] = Registry(
     "model kind", [("gguf", _gguf), ("vllm", _vllm), ("scripted", _scripted)])
 
 
-def parse_model(spec: str) -> Engine:
-    """The engine of a model spec, its weights read and checked before anything starts."""
-    spec = spec.strip()
+def parse_model(spec: str, options: EngineOptions | None = None) -> Engine:
+    """The engine of a model spec, its weights read and checked before anything starts, with
+    the user's engine options over its defaults."""
+    engine = _engine(spec.strip())
+    if options is not None:
+        engine.options.update(options.model_dump(exclude_none=True))
+    return engine
+
+
+def _engine(spec: str) -> Engine:
     if spec == DEFAULT_MODEL:
         return gguf_engine(spec, smollm2_gguf(), model_name(DEFAULT_MODEL))
     kind, sep, raw = spec.partition(":")
@@ -298,5 +320,6 @@ def parse_model(spec: str) -> Engine:
     return KINDS.get(kind)(spec, Path(raw).expanduser().resolve())
 
 
-__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "PROTOCOLS", "Engine", "EngineError", "ProtocolPlan",
+__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "PROTOCOLS", "Engine", "EngineError", "EngineOptions",
+           "ProtocolPlan",
            "parse_model"]

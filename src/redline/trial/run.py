@@ -123,7 +123,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
     trace_host: Path | None = None
     try:
         scenario = get_scenario(spec.scenario)
-        engine = parse_model(spec.model)
+        engine = parse_model(spec.model, spec.engine)
         scripted = engine.kind == "scripted"
         wait = spec.wait_window_s if spec.wait_window_s is not None else (1.0 if scripted else 25.0)
         settings = sandbox_settings(spec)
@@ -143,7 +143,9 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             ctx = TrialContext(spec=spec, out_dir=out_dir, evidence_dir=evidence, sandbox=sb,
                                folder=FOLDER)
             host_folder = sb.host_path(FOLDER)
-            build_system(engine, host_folder, overwrite=True, sampling=spec.sampling,
+            sampling = spec.sampling if spec.sampling is not None else {
+                **defaults.SAMPLING, "seed": spec.seed}
+            build_system(engine, host_folder, overwrite=True, sampling=sampling,
                          setup=spec.setup, protocol=spec.protocol, agent={
                 "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
                 "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,

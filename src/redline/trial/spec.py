@@ -23,7 +23,7 @@ from redline.contracts.verdict import Verdict
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
-from redline.system.engines import DEFAULT_MODEL
+from redline.system.engines import DEFAULT_MODEL, EngineOptions
 
 
 def check_name(value: str) -> str:
@@ -72,6 +72,7 @@ class TrialSpec(BaseModel):
     wait_window_s: float | None = Field(None, gt=0)
     command_timeout_s: float = Field(defaults.COMMAND_TIMEOUT_S, gt=0)
     sampling: dict[str, Any] | None = None
+    engine: EngineOptions = Field(default_factory=EngineOptions)  # how its server is run
     # Only the settings given here override a trial's sandbox (see sandbox_settings).
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     resources: Resources = Field(default_factory=Resources)
