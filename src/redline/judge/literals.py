@@ -21,6 +21,7 @@ import ast
 import hashlib
 import ipaddress
 import re
+import threading
 from dataclasses import dataclass
 from typing import Literal as Kind
 
@@ -215,10 +216,16 @@ class _Mask(ast.NodeTransformer):
         return string_kind(value)
 
 
+# CPython 3.11 keeps ast.parse's recursion depth in module state shared by threads: two trials
+# judged at once can fail with "SystemError: AST constructor recursion depth mismatch".
+_PARSE = threading.Lock()
+
+
 def shape(source: str | bytes) -> Shape | None:
     """The source's shape, or None where it is not Python (then only exact bytes compare)."""
     try:
-        tree = ast.parse(source)
+        with _PARSE:
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
     docs = set() if _reads_doc(tree) else _docstrings(tree)
