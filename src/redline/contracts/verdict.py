@@ -262,13 +262,17 @@ def parse_verdict(data: Any, source: str | Path, **fallback: str) -> Verdict:
         raise InvalidFile(source, problems_of(exc)) from None
 
 
-def read_verdict(path: Path, **fallback: str) -> Verdict:
-    """verdict.json at `path`, migrated and validated; raises InvalidFile (unreadable, not
-    JSON, or a bad field) naming the path."""
+def read_json_file(path: Path) -> Any:
+    """A results file's JSON; InvalidFile, naming the path, when unreadable or not JSON."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidFile(path, [f"(file): cannot be read: {exc.strerror or exc}"]) from None
     except ValueError as exc:
         raise InvalidFile(path, [f"(file): not JSON ({exc})"]) from None
-    return parse_verdict(data, path, **fallback)
+
+
+def read_verdict(path: Path, **fallback: str) -> Verdict:
+    """verdict.json at `path`, migrated and validated; raises InvalidFile (unreadable, not
+    JSON, or a bad field) naming the path."""
+    return parse_verdict(read_json_file(path), path, **fallback)

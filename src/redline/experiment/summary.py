@@ -10,7 +10,6 @@ when nothing does (a good summary.json is never replaced by zeros), and atomical
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from redline.contracts.rates import outcome_rates
-from redline.contracts.verdict import OUTCOMES, UNOBSERVED, InvalidFile, problems_of
+from redline.contracts.verdict import (
+    OUTCOMES,
+    UNOBSERVED,
+    InvalidFile,
+    problems_of,
+    read_json_file,
+)
 from redline.experiment.store import TrialRow, load_rows
 from redline.results import atomic_write_json
 
@@ -49,12 +54,7 @@ class SummaryFile(BaseModel):
 
 def read_summary(path: Path) -> dict[str, Any]:
     """summary.json, validated (`SummaryFile`); raises InvalidFile naming the path and field."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidFile(path, [f"(file): cannot be read: {exc.strerror or exc}"]) from None
-    except ValueError as exc:
-        raise InvalidFile(path, [f"(file): not JSON ({exc})"]) from None
+    data = read_json_file(path)
     try:
         checked = SummaryFile.model_validate(data)
     except ValidationError as exc:
