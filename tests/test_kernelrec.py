@@ -128,7 +128,8 @@ def test_recorders_see_a_sandbox_from_its_start(tmp_path: Path) -> None:
         assert rec.procs.child_towards(write.pid, sb.pid1) == top
         loaded = rec.files.loaded_by(write.pid)
         assert "/root/a/m.py" in loaded  # the inner path, as the sandbox sees it
-        assert any(p.startswith("/usr/lib/python3") for p in loaded)
+        assert not any(p.startswith("/usr/") for p in loaded)  # read-only: not marked
+        assert "/usr" in rec.files.read_only and "/usr" not in rec.files.marked
         assert rec.procs.ok and rec.files.ok
     rec.stop()
     assert rec.public()["files"]["dropped"] == 0 and rec.public()["lineage"]["dropped"] == 0

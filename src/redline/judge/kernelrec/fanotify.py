@@ -1,9 +1,11 @@
 """Identity and writes from the kernel: every file a sandboxed process opens, maps for
 execution, or writes, from fanotify.
 
-Marks are placed on each of the sandbox's own mounts (`FAN_MARK_MOUNT` through
+Marks are placed on each of the sandbox's own writable mounts (`FAN_MARK_MOUNT` through
 `/proc/PID1/root/<mount point>`: the sandbox's mount namespace, not the host's), after the
-sandbox is up and before the AI system starts. Events carry the host PID of the process and
+sandbox is up and before the AI system starts. Its read-only mounts are left unmarked: what a
+process loads from them is the shared system's whatever it is, so recording it would decide
+nothing and cost most of the events. Events carry the host PID of the process and
 an open descriptor of the file, so the content hashed is the file that was opened, read from
 that descriptor, never a path looked up again later. Paths are as the sandbox sees them.
 
@@ -64,13 +66,6 @@ Inode = tuple[int, int]  # (st_dev, st_ino)
 DELETED = " (deleted)"  # what the kernel appends to the path of a file since removed
 
 
-def _inode(fd: int) -> tuple[Inode | None, bool]:
-    """The file's identity and whether it is a regular file."""
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return None, False
-    return (st.st_dev, st.st_ino), stat.S_ISREG(st.st_mode)
 
 
 @dataclass
@@ -122,7 +117,10 @@ class FileRecorder:
             self.error = f"the sandbox's mounts cannot be read: {exc}"
             return False
         for point, ro in points:
-            mask = FAN_OPEN | FAN_OPEN_EXEC | (0 if ro else FAN_MODIFY | FAN_CLOSE_WRITE)
+            if ro:  # what is loaded from a read-only mount counts as the shared system's
+                self.read_only.append(point)
+                continue
+            mask = FAN_OPEN | FAN_OPEN_EXEC | FAN_MODIFY | FAN_CLOSE_WRITE
             target = f"/proc/{pid1}/root{point}".encode()
             if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, mask, AT_FDCWD, target):
                 os.close(fd)
@@ -130,8 +128,6 @@ class FileRecorder:
                               f"{os.strerror(ctypes.get_errno())}")
                 return False
             self.marked.append(point)
-            if ro:
-                self.read_only.append(point)
         self._fd = fd
         self._thread = threading.Thread(target=self._read, daemon=True, name="kernelrec-fan")
         self._thread.start()
@@ -178,11 +174,16 @@ class FileRecorder:
 
     def _take(self, now: float, mask: int, efd: int, pid: int) -> None:
         try:
-            path = os.readlink(f"/proc/self/fd/{efd}")
+            st = os.fstat(efd)
         except OSError:
             return
-        path = path.removesuffix(DELETED)
-        inode, regular = _inode(efd)
+        if not stat.S_ISREG(st.st_mode):
+            return  # /dev/null and the like
+        try:
+            path = os.readlink(f"/proc/self/fd/{efd}").removesuffix(DELETED)
+        except OSError:
+            return
+        inode = (st.st_dev, st.st_ino)
         with self._lock:
             self.events += 1
             if mask & (FAN_MODIFY | FAN_CLOSE_WRITE):
@@ -194,17 +195,12 @@ class FileRecorder:
             if mask & (FAN_OPEN | FAN_OPEN_EXEC) and (mask & FAN_OPEN_EXEC or is_code(path)):
                 seen = self.loaded.setdefault(pid, {})
                 if path not in seen:
-                    seen[path] = self._hash(efd)
-            elif mask & FAN_OPEN and regular and inode is not None and \
-                    path not in self.opened.get(pid, {}):
+                    seen[path] = self._hash(efd, st)
+            elif mask & FAN_OPEN and path not in self.opened.get(pid, {}):
                 self.opened.setdefault(pid, {})[path] = inode
 
-    def _hash(self, efd: int) -> str | None:
+    def _hash(self, efd: int, st: os.stat_result) -> str | None:
         """sha256 of the opened file, from its descriptor (cached by inode and change time)."""
-        try:
-            st = os.fstat(efd)
-        except OSError:
-            return None
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         if key not in self._hashes:
             if st.st_size > HASH_LIMIT:
@@ -238,7 +234,7 @@ class FileRecorder:
 
     def public(self) -> dict[str, object]:
         return {"recorder": "fanotify (FAN_OPEN, FAN_OPEN_EXEC, FAN_MODIFY, FAN_CLOSE_WRITE on "
-                            "the sandbox's mounts)",
+                            "the sandbox's writable mounts)",
                 "ok": self.ok, "error": self.error, "dropped": self.dropped,
                 "events": self.events, "marked_mounts": self.marked,
                 "reader_cpu_s": round(self.read_s, 4)}

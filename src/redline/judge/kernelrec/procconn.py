@@ -98,6 +98,7 @@ class ProcRecorder:
     error: str | None = None
     root: int | None = None
     _inside: set[int] = field(default_factory=set)
+    _parent_of: dict[int, int] = field(default_factory=dict)  # the last fork of each pid
     _held: list[tuple[int, int, int, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sock: socket.socket | None = None
@@ -175,6 +176,7 @@ class ProcRecorder:
         if what == PROC_EVENT_FORK:
             if parent in self._inside:
                 self._inside.add(pid)
+                self._parent_of[pid] = parent
                 self.events.append(ProcEvent("fork", pid, now, parent=parent))
         elif pid in self._inside:
             if what == PROC_EVENT_EXEC:
@@ -188,8 +190,7 @@ class ProcRecorder:
         """pid -> parent at the moment of its fork, for every process forked inside (the last
         life of a reused PID wins)."""
         with self._lock:
-            return {e.pid: e.parent for e in self.events
-                    if e.kind == "fork" and e.parent is not None}
+            return dict(self._parent_of)
 
     def argv_at_exec(self, pid: int) -> list[str] | None:
         """The command line of `pid` as read just after its last exec (None: not read)."""
@@ -206,7 +207,12 @@ class ProcRecorder:
     def child_towards(self, pid: int, ancestor: int) -> int | None:
         """The child of `ancestor` on the fork path down to `pid` (for an agent: the terminal
         that ran the command), or None where `pid` does not descend from it."""
-        parents = self.parents()
+        with self._lock:
+            parents = self._parent_of
+            return self._child_towards(parents, pid, ancestor)
+
+    @staticmethod
+    def _child_towards(parents: dict[int, int], pid: int, ancestor: int) -> int | None:
         cur: int | None = pid
         for _ in range(4096):
             parent = parents.get(cur) if cur is not None else None
@@ -222,17 +228,18 @@ class ProcRecorder:
         say: it has drops or never saw `pid` forked)."""
         if not self.ok:
             return None
-        parents = self.parents()
-        if pid not in parents:
-            return None
-        cur: int | None = pid
-        for _ in range(4096):
-            if cur == ancestor:
-                return True
-            cur = parents.get(cur) if cur is not None else None
-            if cur is None:
-                return False
-        return False
+        with self._lock:
+            parents = self._parent_of
+            if pid not in parents:
+                return None
+            cur: int | None = pid
+            for _ in range(4096):
+                if cur == ancestor:
+                    return True
+                cur = parents.get(cur) if cur is not None else None
+                if cur is None:
+                    return False
+            return False
 
     def tree(self, root: int) -> list[dict[str, object]]:
         """Every process `root` started, at any depth, with its argv at each exec, in order:
