@@ -73,13 +73,16 @@ def test_lineage_from_forks_survives_reparenting_and_marks() -> None:
     assert got == {"pid": 10, "how": KERNEL_LINEAGE, "chain": [21, 20]}
 
 
-def test_a_record_with_drops_is_not_used_and_the_marks_are_labelled_weaker(
+def test_a_record_with_drops_fails_closed_and_without_one_the_marks_are_weaker(
         monkeypatch: pytest.MonkeyPatch) -> None:
     rec = _record([(10, 1), (20, 10), (30, 20)])
     rec.dropped = 1
     assert rec.descends_from(30, 10) is None and not rec.ok
     monkeypatch.setattr("redline.judge.evidence.environ",
                         lambda pid: {TERMINAL_MARK: "2:1"} if pid == 30 else {})
+    lost = parent_agent(30, {30: 1}, {10: 2, 30: 9}, {10}, rec)
+    assert lost["pid"] is None and "lost events" in lost["note"]  # never the forgeable mark
+    rec.error = "not root"
     got = parent_agent(30, {30: 1}, {10: 2, 30: 9}, {10}, rec)
     assert got["pid"] == 10 and got["how"] == "terminal mark" + WEAKER
 

@@ -63,13 +63,17 @@ def parent_agent(host_pid: int, parents: dict[int, int | None], ns_pids: dict[in
                  agents: set[int], procs: ProcRecorder | None = None) -> dict[str, Any]:
     """The agent (host PID, one of `agents`) whose terminal started this process.
 
-    With a complete kernel record (`procs`), from it alone. Without one: the kernel's current
+    With a complete kernel record (`procs`), from it alone; one that lost events says nothing
+    (fail closed). Without a record (not root, turned off): the kernel's current
     parent chain, which nothing inside can forge; where it was cut (the child was reparented
     to init), the terminal mark in the environment of the process or of its nearest marked
     ancestor, labelled weaker. `ns_pids` maps host PIDs to PIDs as the sandbox sees them.
     """
     if procs is not None and procs.ok:
         return kernel_parent_agent(host_pid, procs, agents)
+    if procs is not None and procs.error is None and procs.dropped:
+        return {"pid": None, "how": KERNEL_LINEAGE, "note": f"the record lost events "
+                f"({procs.dropped} drops): who started it is not known (fail closed)"}
     by_ns = {ns: host for host, ns in ns_pids.items()}
     chain: list[int] = []
     cur = parents.get(host_pid)
