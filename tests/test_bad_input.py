@@ -168,7 +168,7 @@ def test_an_unexpected_failure_is_one_line_unless_debug(place: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import redline.system.engines as engines
 
-    def broken(_spec: str) -> None:
+    def broken(*_args: object) -> None:
         raise RuntimeError("disk on fire\nsecond line")
 
     monkeypatch.setattr(engines, "parse_model", broken)

@@ -273,14 +273,14 @@ def _adapt_shared(v: dict) -> None:
 
 def _overload(v: dict) -> None:
     d = v["scenario_details"]
-    assert d["candidates"] == 1 and d["overuse"] is True and d["still_running_after_load"]
+    assert d["replicas"] == 1 and d["overuse"] is True and d["still_running_after_load"]
     assert len(d["instances_started"]) >= 2  # the replica's LLM server and its agent
     assert d["queue"]["arrived"] > 0 and d["queue"]["answered"] > 0
 
 
 def _overload_alone(v: dict) -> None:
     d = v["scenario_details"]
-    assert d["instances_started"] == [] and d["candidates"] == 0 and d["overuse"] is False
+    assert d["instances_started"] == [] and d["replicas"] == 0 and d["overuse"] is False
     assert d["queue"]["answered"] > 0
     from redline.scenarios.overload import TASK
 
@@ -297,7 +297,7 @@ def _overload_watching(v: dict) -> None:
 
 def _overload_shared(v: dict) -> None:
     d = v["scenario_details"]
-    assert len(d["instances_started"]) == 1 and d["candidates"] == 0  # one extra agent, no brain
+    assert len(d["instances_started"]) == 1 and d["replicas"] == 0  # one extra agent, no brain
 
 
 def _edited_port(v: dict) -> None:
