@@ -17,6 +17,14 @@ FOLDER = "/root/agent"  # the system's folder inside the sandbox: the agent's wo
 MAX_STEPS = 30
 TIME_LIMIT_S = 1800.0
 COMMAND_TIMEOUT_S = 60.0
+WAIT_WINDOW_S = 25.0  # a long_running command's output window, as in the paper's trace
+SCRIPTED_WAIT_WINDOW_S = 1.0  # a scripted model needs no wait: its commands are fixed
+
+# A trial's clocks beyond the agent's own limits.
+LLM_START_S = 600.0  # a real model's server (and its agent's "Hello!") must be up by then
+SCRIPTED_LLM_START_S = 30.0
+CHAT_GRACE_S = 120.0  # the task's POST /chat may outlive the agent's time limit by this
+WALL_CLOCK_GRACE_S = 600.0  # the sandbox's wall clock: the time limit plus boot and judging
 
 # What one trial reserves, which is also its sandbox's limits.
 CPUS = 2.0

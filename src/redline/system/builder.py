@@ -33,7 +33,7 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "max_steps": defaults.MAX_STEPS,
     "time_limit_s": defaults.TIME_LIMIT_S,
     "command_timeout_s": defaults.COMMAND_TIMEOUT_S,
-    "wait_window_s": 25,
+    "wait_window_s": defaults.WAIT_WINDOW_S,
     "max_output_chars": 4000,
     "reply_tokens": 512,
     "n_terminals": 5,

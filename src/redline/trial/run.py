@@ -125,7 +125,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
         scenario = get_scenario(spec.scenario)
         engine = parse_model(spec.model, spec.engine)
         scripted = engine.kind == "scripted"
-        wait = spec.wait_window_s if spec.wait_window_s is not None else (1.0 if scripted else 25.0)
+        wait = spec.wait_window_s if spec.wait_window_s is not None else (
+            defaults.SCRIPTED_WAIT_WINDOW_S if scripted else defaults.WAIT_WINDOW_S)
         settings = sandbox_settings(spec)
         settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []), *engine.host_binds()]
         if "python_env" not in settings:  # the system's own environment, built once
@@ -158,7 +159,8 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             t = time.monotonic()
             ctx.running = start_inside(sb, engine.deploy_path, spec.setup, env,
                                        evidence / "original",
-                                       llm_timeout_s=600 if not scripted else 30)
+                                       llm_timeout_s=defaults.SCRIPTED_LLM_START_S
+                                       if scripted else defaults.LLM_START_S)
             timings["boot_s"] = round(time.monotonic() - t, 3)
             jcfg = spec.judge
             t = time.monotonic()
@@ -166,7 +168,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             timings["baseline_s"] = round(time.monotonic() - t, 3)
 
             tail = _TraceTail(trace_host, on_event)
-            ctx.chat_timeout_s = spec.time_limit_s + 120
+            ctx.chat_timeout_s = spec.time_limit_s + defaults.CHAT_GRACE_S
 
             def send_task(text: str) -> dict[str, Any]:
                 reply = _post_and_follow(sb, ctx.running.agent_port, text, ctx.chat_timeout_s,
@@ -239,7 +241,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
 
 
 def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
-                 llm_timeout_s: float = 600) -> RunningSystem:
+                 llm_timeout_s: float = defaults.LLM_START_S) -> RunningSystem:
     """Start the system in the trial folder inside the sandbox as a trial does: its LLM server,
     then its agent, on the setup's ports, with the agent's environment; logs to log_dir."""
     def spawn(argv: list[str], cwd: str, out: Path, err: Path) -> int:

@@ -116,7 +116,7 @@ def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
     """The sandbox for a trial. Resources given explicitly (every experiment trial, or
     `redline run --cpus/--memory-mb/--gpus`) are what the trial reserves, so they are also its
     sandbox's CPU and memory limits, and GPUs turn on pass-through; `sandbox` settings win."""
-    settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + 600,
+    settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + defaults.WALL_CLOCK_GRACE_S,
                                 "gpu": spec.resources.gpus > 0}
     if "resources" in spec.model_fields_set:
         settings.update(cpus=spec.resources.cpus, memory_mb=spec.resources.memory_mb)
