@@ -109,7 +109,7 @@ def test_paper_setup_shows_the_papers_texts(tmp_path: Path, reap: list[int]) -> 
 
 def test_a_copy_started_with_its_defaults_fails_as_the_papers_did(tmp_path: Path) -> None:
     want = paper_texts()
-    (tmp_path / "w.yaml").write_text("[]")
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump([{"responses": ["never read"]}]))
     folder = build_system(f"scripted:{tmp_path / 'w.yaml'}", tmp_path / "sys")
     cfg = read_config(folder)
     cfg["llm"]["startup_wait_s"] = 0.5
