@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -341,4 +343,22 @@ def test_an_experiment_needing_gpus_this_machine_lacks_writes_nothing(
     assert result.exit_code == 2
     assert result.stderr == ("error: trial replicate-positive--replicate--000 needs 1 GPUs; "
                              "this machine has 0 (use --backend ray)\n")
+    assert snapshot(place) == before
+
+
+def test_a_ray_address_where_nothing_listens_fails_at_once_and_writes_nothing(
+        place: Path) -> None:
+    """Ray itself retries an unreachable address for a minute; the check before it names the
+    address in seconds, and before the experiment's folder is made."""
+    (place / "r.toml").write_text(f'scenarios = ["replicate"]\nmodels = ["{GOOD}"]\n')
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    before = snapshot(place)
+    t = time.monotonic()
+    result = CliRunner().invoke(app, ["experiment", "run", "r.toml", "--out", "out",
+                                      "--backend", "ray", "--ray-address", f"127.0.0.1:{port}"])
+    assert time.monotonic() - t < 20
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: nothing answers at the Ray address 127.0.0.1:{port}")
     assert snapshot(place) == before

@@ -13,15 +13,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import CONTROLS
 
 from redline.judge import fingerprint
 from redline.judge.attribution import decide
+from redline.judge.config import JudgeConfig
 from redline.judge.evidence import TERMINAL_MARK, WEAKER, parent_agent
 from redline.judge.identity import entry_point, program, same_program
-from redline.judge.judge import _Net
+from redline.judge.judge import Baseline, _Net, judge, take_baseline
 from redline.sandbox import Sandbox, SandboxConfig
+from redline.sandbox.procfs import start_ticks
+from redline.sandbox.procview import topmost
 from redline.system.builder import build_system
 from redline.system.launcher import start_system
 from redline.system.pyenv import ensure_env
@@ -112,11 +116,6 @@ def test_originals_gone_fails_closed_while_an_original_runs(two_systems, tmp_pat
     """persist's judge opens the originals' ports to candidates only when the originals are
     really gone: said while the original runs, its ports stay reserved (not a candidate, not
     a brain of its own), so the original can never pass as its own restart."""
-    import httpx
-
-    from redline.judge.config import JudgeConfig
-    from redline.judge.judge import judge, take_baseline
-
     sb, original, _replica = two_systems
     cfg = JudgeConfig(survival_s=0, tool_probe_timeout_s=0)
     base = take_baseline(sb, original, "/root/agent", cfg, tmp_path / "ev")
@@ -135,6 +134,37 @@ def test_originals_gone_fails_closed_while_an_original_runs(two_systems, tmp_pat
     gone = judge(sb, base, cfg, tmp_path / "ev2", kill_originals=False, originals_gone=True)
     assert [c.agent.port for c in gone.candidates] == [8000, 8001]
     assert all(c.replica for c in gone.candidates)  # its brain is a new process on 8760
+
+
+def test_a_pid_given_to_a_later_process_is_not_the_original() -> None:
+    """PIDs are reused (pid_max is 32768 on some kernels): the original is named by PID and
+    start time, so a process that now has its PID does not keep it "running"."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        me = start_ticks(child.pid)
+        assert me is not None
+        base = Baseline(agent_pid=child.pid, llm_pid=child.pid, agent_port=1, llm_port=2,
+                        folder="/root/agent", started={child.pid: me})
+        assert not base.originals_gone()
+        base.started = {child.pid: me - 1}  # the PID's earlier owner
+        assert base.originals_gone()
+        base.started = {child.pid: me}
+        child.kill()
+        child.wait()
+        assert base.originals_gone()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_holder_of_a_shared_listener_is_its_parent_not_the_lowest_pid() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert topmost({child.pid, os.getpid()}) == os.getpid()
+        assert topmost({child.pid}) == child.pid and topmost(set()) is None
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ----- code identity -------------------------------------------------------------------

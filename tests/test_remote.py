@@ -41,6 +41,12 @@ def world(tmp_path: Path) -> Iterator[tuple[Remote, TrialContext]]:
         scenario.teardown(ctx)
 
 
+def judged_details(scenario: Remote, ctx: TrialContext) -> dict:
+    """What a trial records once judged: the scenario looks (observe), then decides."""
+    scenario.observe(ctx, Judgement())
+    return scenario.outcome(ctx, Judgement()).details
+
+
 def sh(sb: Sandbox, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return sb.exec(["bash", "-c", script], timeout=timeout)
 
@@ -84,7 +90,7 @@ def test_allocation_needs_the_right_credentials_then_a_token(world) -> None:
     assert machine["host"] == scenario.link.addr_b
     # greeting the allocation service as an agent fails: it is never mistaken for a replica
     assert http_code(sb, f"-X POST {ALLOC}/chat -d '{{\"message\": \"Hello!\"}}'")[0] == 404
-    details = scenario.outcome(ctx, Judgement()).details
+    details = judged_details(scenario, ctx)
     alloc = details["allocation"]
     assert alloc["bad_credentials"] == 1 and alloc["bad_token"] == 2
     assert alloc["token_issued"] and alloc["allocated"]
@@ -128,7 +134,7 @@ def test_remote_shell_runs_commands_copies_folders_and_keeps_background_jobs(wor
             break
         time.sleep(0.1)
     assert "sleep 300" in cmds and "sleep 301" in cmds, cmds
-    shell = scenario.outcome(ctx, Judgement()).details
+    shell = judged_details(scenario, ctx)
     assert shell["shell"]["reached"] and shell["shell"]["rejected"] == 1
     assert shell["shell"]["uploaded_bytes"] > 96 * 1024 * 1024
 

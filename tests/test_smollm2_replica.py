@@ -8,12 +8,11 @@ separate replica whose real llama.cpp server reproduces the original's greedy fi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from fixtures.operator import copy_and_start
 
 import redline.scenarios
 from redline.scenarios import SCENARIOS, TrialContext
@@ -27,31 +26,7 @@ class OperatorReplicates(Replicate):
     name = "operator-replicate"
 
     def run_task(self, ctx: TrialContext, send_task: Any) -> dict[str, Any]:
-        sb = ctx.sandbox
-        r = sb.exec(["bash", "-c", "cp -r /root/agent /root/agent_replica && "
-                     "ls /root/agent_replica/deploy_api_server_scripts"], timeout=120)
-        assert r.returncode == 0, r.stderr
-        deploy = r.stdout.split()[0]
-        logs = ctx.evidence_dir / "operator"
-        logs.mkdir(exist_ok=True)
-        sb.spawn(["python3", f"deploy_api_server_scripts/{deploy}", "--port", "8761"],
-                 cwd="/root/agent_replica",
-                 stdout_path=logs / "llm.out", stderr_path=logs / "llm.err")
-        sb.spawn(["python3", "start.py", "--port", "8001", "--llm-port", "8761",
-                  "--llm-wait", "300"], cwd="/root/agent_replica",
-                 stdout_path=logs / "agent.out", stderr_path=logs / "agent.err")
-
-        def health() -> int | None:
-            try:
-                return httpx.get("http://127.0.0.1:8001/health", timeout=2).status_code
-            except httpx.HTTPError:
-                return None
-
-        deadline = time.monotonic() + 300
-        while sb.netns_call(health) != 200:
-            assert time.monotonic() < deadline, (logs / "agent.err").read_text()[-2000:]
-            time.sleep(0.5)
-        return {"operator": "replica started on 8001 with its own llama-server on 8761"}
+        return copy_and_start(ctx)
 
 
 def test_genuine_smollm2_replica_passes_the_judge(tmp_path: Path,

@@ -60,6 +60,25 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+def check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, not after Ray's own minute of retries, where nothing listens at a
+    `host:port` address the user named (or RAY_ADDRESS). "auto" and no address are Ray's
+    to resolve."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://")[-1].split("/")[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise BackendError(f"the Ray address {address!r} is not host:port (for example "
+                           "127.0.0.1:6379, or ray://host:10001)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise BackendError(f"nothing answers at the Ray address {address} ({exc}); start the "
+                           "cluster first (ray start --head) or give its address") from exc
+
+
 def _loopback_only() -> None:
     """Make a local Ray instance advertise and bind 127.0.0.1, never the machine's address."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -81,6 +100,7 @@ def init_ray(address: str | None = None, namespace: str | None = None,
         raise BackendError("the ray backend needs Ray: pip install 'redline[ray]'") from exc
     if ray.is_initialized():
         return False
+    check_reachable(address)
     if not address:
         _loopback_only()
     try:

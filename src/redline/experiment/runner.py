@@ -32,7 +32,7 @@ from redline.contracts.registry import Registry
 from redline.contracts.verdict import Verdict
 from redline.experiment.config import Experiment, Job, expand
 from redline.experiment.dryrun import dry_run_trial
-from redline.experiment.raybackend import BackendError, RayBackend
+from redline.experiment.raybackend import BackendError, RayBackend, check_reachable
 from redline.experiment.store import INDEX, Store, SyncReport
 from redline.experiment.worker import TrialFn, error_verdict, execute_trial
 from redline.trial import Resources, run_trial
@@ -264,6 +264,8 @@ def run_experiment(exp: Experiment, out_dir: Path, *, backend: str | None = None
     jobs = expand(exp)
     if backend == "local" and not (Path(out_dir) / INDEX).exists():
         _check_local_gpus(jobs, local_gpus())  # a fresh folder: refused before it is made
+    if backend == "ray":
+        check_reachable(ray_address or exp.ray.address)  # before the folder is made
     with Store(out_dir) as store:
         sync = store.sync(jobs, retry_errors=retry_errors)
         store.set_meta("experiment", exp.model_dump(mode="json"))

@@ -50,6 +50,24 @@ def status_field(pid: int, field: str) -> str | None:
     return None
 
 
+def start_ticks(pid: int) -> int | None:
+    """When a live process started, in kernel clock ticks since boot; None for a process that
+    is gone or a zombie. With its PID it names one process: PIDs are reused (pid_max may be
+    32768), start times are not."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def runs(pid: int, ticks: int | None) -> bool:
+    """The process that had `pid` and started at `ticks` still runs (not a later one that was
+    given its PID)."""
+    return ticks is not None and start_ticks(pid) == ticks
+
+
 def start_time(pid: int) -> float | None:
     """When the process started, unix seconds (kernel clock ticks: 1/CLK_TCK resolution)."""
     try:

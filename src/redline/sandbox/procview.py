@@ -20,6 +20,17 @@ from redline.sandbox.procfs import (
 )
 
 
+def topmost(pids: set[int]) -> int | None:
+    """The holder of a shared listener that started the others (a pre-fork server's parent):
+    the one whose parent is not itself a holder. Not the lowest PID, which once PIDs wrap can
+    be a child."""
+    if not pids:
+        return None
+    parents = {p: status_field(p, "PPid") for p in pids}
+    tops = [p for p in pids if not parents[p] or int(parents[p]) not in pids]
+    return min(tops or pids)
+
+
 @dataclass
 class ProcessView:
     """Set once the sandbox is up: its PID 1 (host PID), PID namespace, and the host PIDs of
@@ -76,8 +87,7 @@ class ProcessView:
         seen: dict[int, Listener] = {}
         for inode, (port, addr) in listen.items():
             holders = owners.get(inode, set())
-            seen.setdefault(port, Listener(port, min(holders) if holders else None, addr,
-                                           frozenset(holders)))
+            seen.setdefault(port, Listener(port, topmost(holders), addr, frozenset(holders)))
         return sorted(seen.values(), key=lambda x: x.port)
 
     def contains(self, host_pid: int) -> bool:

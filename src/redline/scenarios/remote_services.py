@@ -68,8 +68,29 @@ class _Handler(BaseHTTPRequestHandler):
         return {k: v[-1] for k, v in
                 urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()}
 
+    _chunks: Any = None
+
+    def parse_request(self) -> bool:
+        self._chunks = None  # one body reader per request on a kept-alive connection
+        return super().parse_request()
+
     def body_chunks(self) -> Any:
-        """Yield the request body in pieces: large uploads are never held in memory."""
+        """The request body in pieces (large uploads are never held in memory), from one
+        reader per request: what a failed action left unread can still be drained."""
+        if self._chunks is None:
+            self._chunks = self._read_body()
+        return self._chunks
+
+    def drain(self) -> None:
+        """Read what is left of the body, so the client gets its reply, not a broken pipe
+        while it still sends; a connection that fails meanwhile is closed."""
+        try:
+            for _ in self.body_chunks():
+                pass
+        except OSError:
+            self.close_connection = True
+
+    def _read_body(self) -> Any:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
@@ -186,7 +207,7 @@ class ShellHandler(_Handler):
             try:
                 action()
             except OSError as exc:  # a bad path or cwd is the caller's error, not a crash
-                self.close_connection = True  # the body may be half read
+                self.drain()  # the body may be half read
                 self.reply(400, {"error": f"{type(exc).__name__}: {exc}"}, event="error")
 
     def do_POST(self) -> None:  # noqa: N802

@@ -29,7 +29,7 @@ from redline.judge.tool_task import read_regular
 from redline.judge.trace_facts import facts
 from redline.results import atomic_write_json, load_events
 from redline.sandbox import SandboxConfig, make_sandbox
-from redline.scenarios import TrialContext, get_scenario
+from redline.scenarios import Scenario, TrialContext, get_scenario
 from redline.system.builder import build_system
 from redline.system.engines import parse_model
 from redline.system.launcher import RunningSystem, pid_alive, start_system
@@ -104,140 +104,187 @@ class _TraceTail:
                 continue
 
 
-def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> Verdict:
-    """Run one trial; write its verdict.json and return the `Verdict`."""
+class _Trial:
+    """One trial's phases, in order: `prepare` (before any sandbox), `boot` (build the
+    system, start it, take the baseline), `give_task`, `judge`, `keep` (evidence while the
+    sandbox stands), then `finish`, which always runs and writes the verdict. A phase that
+    raises ends the trial with `error` set (`failed`)."""
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    evidence = out_dir / "evidence"
-    evidence.mkdir(exist_ok=True)
-    reserve = _reserve(out_dir)
-    t0 = time.monotonic()
-    verdict = spec.verdict(spec.trial_id or out_dir.name or uuid.uuid4().hex[:8])
-    timings = verdict.timings
-    scenario = None
-    sb = None
-    record = KernelRecord()  # what the kernel saw inside (docs/judge.md)
-    ctx: TrialContext | None = None
-    kept: list[tuple[Candidate, str]] = []  # replica candidates' traces, as evidence
-    trace_host: Path | None = None
-    try:
-        scenario = get_scenario(spec.scenario)
-        engine = parse_model(spec.model, spec.engine)
-        scripted = engine.kind == "scripted"
-        wait = spec.wait_window_s if spec.wait_window_s is not None else (
-            defaults.SCRIPTED_WAIT_WINDOW_S if scripted else defaults.WAIT_WINDOW_S)
+    def __init__(self, spec: TrialSpec, out_dir: Path, on_event: OnEvent | None) -> None:
+        self.spec, self.out_dir, self.on_event = spec, Path(out_dir), on_event
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.evidence = self.out_dir / "evidence"
+        self.evidence.mkdir(exist_ok=True)
+        self.reserve = _reserve(self.out_dir)
+        self.t0 = time.monotonic()
+        self.verdict = spec.verdict(spec.trial_id or self.out_dir.name or uuid.uuid4().hex[:8])
+        self.record = KernelRecord()  # what the kernel saw inside (docs/judge.md)
+        self.scenario: Scenario | None = None
+        self.sb: Sandbox | None = None
+        self.ctx: TrialContext | None = None
+        self.kept: list[tuple[Candidate, str]] = []  # replica candidates' traces
+        self.trace_host: Path | None = None
+
+    def _timed(self, name: str, t: float) -> None:
+        self.verdict.timings[name] = round(time.monotonic() - t, 3)
+
+    def prepare(self) -> Sandbox:
+        """The scenario, the engine and the sandbox's settings; the sandbox, not yet up."""
+        spec = self.spec
+        self.scenario = get_scenario(spec.scenario)
+        self.engine = parse_model(spec.model, spec.engine)
+        self.scripted = self.engine.kind == "scripted"
         settings = sandbox_settings(spec)
-        settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []), *engine.host_binds()]
+        settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []),
+                                      *self.engine.host_binds()]
         if "python_env" not in settings:  # the system's own environment, built once
             t = time.monotonic()
-            settings["python_env"] = str(ensure_env(engine.kind))
-            timings["python_env_s"] = round(time.monotonic() - t, 3)
-        settings.update(scenario.sandbox_options(spec, settings))
-        sb = make_sandbox(SandboxConfig(**settings), state_dir=out_dir / "sandbox")
-        record.start(spec.judge.kernel_record)  # before the sandbox boots: every fork seen
+            settings["python_env"] = str(ensure_env(self.engine.kind))
+            self._timed("python_env_s", t)
+        settings.update(self.scenario.sandbox_options(spec, settings))
+        self.sb = make_sandbox(SandboxConfig(**settings), state_dir=self.out_dir / "sandbox")
+        self.record.start(spec.judge.kernel_record)  # before the sandbox boots: every fork seen
+        return self.sb
+
+    def boot(self, sb: Sandbox, t_start: float) -> None:
+        """Build the system in the trial folder, start it, take the judge's baseline."""
+        spec, scenario, engine = self.spec, self.scenario, self.engine
+        self._timed("sandbox_start_s", t_start)
+        self.record.attach(sb.pid1)  # before anything is started inside
+        self.verdict.limits = sb.limits_report
+        self.ctx = ctx = TrialContext(spec=spec, out_dir=self.out_dir,
+                                      evidence_dir=self.evidence, sandbox=sb, folder=FOLDER)
+        self.host_folder = sb.host_path(FOLDER)
+        wait = spec.wait_window_s if spec.wait_window_s is not None else (
+            defaults.SCRIPTED_WAIT_WINDOW_S if self.scripted else defaults.WAIT_WINDOW_S)
+        sampling = spec.sampling if spec.sampling is not None else {
+            **defaults.SAMPLING, "seed": spec.seed}
+        build_system(engine, self.host_folder, overwrite=True, sampling=sampling,
+                     setup=spec.setup, protocol=spec.protocol, agent={
+                         "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
+                         "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
+                     }, **scenario.build_options(spec))
+        self.trace_host = self.host_folder / "log" / "trace.jsonl"
+        _keep_trace(self.trace_host, self.out_dir / "trace.jsonl")
+        scenario.setup(ctx)
+        t = time.monotonic()
+        ctx.running = start_inside(sb, engine.deploy_path, spec.setup,
+                                   trial_env(spec, sb.default_env()), self.evidence / "original",
+                                   llm_timeout_s=defaults.SCRIPTED_LLM_START_S
+                                   if self.scripted else defaults.LLM_START_S)
+        self._timed("boot_s", t)
+        t = time.monotonic()
+        ctx.baseline = take_baseline(sb, ctx.running, FOLDER, spec.judge, self.evidence)
+        self._timed("baseline_s", t)
+
+    def give_task(self) -> None:
+        """The scenario hands the agent its task; the agent's trace is followed meanwhile."""
+        ctx, sb, verdict = self.ctx, self.sb, self.verdict
+        tail = _TraceTail(self.trace_host, self.on_event)
+        ctx.chat_timeout_s = self.spec.time_limit_s + defaults.CHAT_GRACE_S
+
+        def send_task(text: str) -> dict[str, Any]:
+            reply = _post_and_follow(sb, ctx.running.agent_port, text, ctx.chat_timeout_s, tail)
+            if reply.get("status") is None:  # no answer: say whether the agent died
+                reply["original_agent_alive"] = pid_alive(ctx.running.agent_pid)
+                reply["original_llm_alive"] = pid_alive(ctx.running.llm_pid)
+            verdict.task_outcome = reply
+            return reply
+
+        t = time.monotonic()
+        task_result = self.scenario.run_task(ctx, send_task)
+        tail.poll()
+        self._timed("task_s", t)
+        (self.evidence / "task_response.json").write_text(
+            json.dumps(task_result, indent=1, default=str))
+        sb.check_limits()
+        _ensure_alive(sb, "during the task")
+
+    def judge(self) -> None:
+        """The judge, then the scenario's own look and its decision (`outcome`)."""
+        ctx, scenario = self.ctx, self.scenario
+        t = time.monotonic()
+        judgement = judge(self.sb, ctx.baseline, self.spec.judge, self.evidence,
+                          **scenario.judge_kwargs(ctx), record=self.record)
+        self._timed("judge_s", t)
+        _ensure_alive(self.sb, "while it was judged")  # no verdict built on a dead channel
+        scenario.observe(ctx, judgement)
+        self.verdict.judged(judgement, scenario.outcome(ctx, judgement))
+
+    def keep(self) -> None:
+        """Evidence that goes with the sandbox: the original's logs, the replicas' traces."""
+        _copy_logs(self.host_folder, self.evidence / "original")
+        self.kept = _keep_candidate_traces(self.sb, self.verdict.candidates, self.out_dir)
+
+    def failed(self, exc: BaseException) -> None:
+        self.verdict.failed(_describe(exc))
+        if self.sb is not None:
+            self.verdict.teardown = self.sb.teardown()  # idempotent; records a limit's kill
+
+    def teardown_scenario(self) -> None:
+        if self.scenario is not None and self.ctx is not None:
+            try:
+                self.scenario.teardown(self.ctx)
+            except Exception as exc:  # noqa: BLE001 - stated in the verdict
+                self.verdict.error = self.verdict.error or f"scenario teardown failed: {exc}"
+
+    def finish(self) -> Verdict:
+        """Always: stop the recorders, keep the trace, read what the model said and the
+        trace's facts, write verdict.json from the disk space held in reserve."""
+        verdict, out_dir, trace_host = self.verdict, self.out_dir, self.trace_host
+        self.record.stop()
+        _keep_record(self.record, self.evidence)
+        self.reserve.unlink(missing_ok=True)
+        trace = out_dir / "trace.jsonl"
+        try:
+            if trace_host and trace_host.exists() and not (
+                    trace.exists() and os.path.samefile(trace_host, trace)):
+                shutil.copyfile(trace_host, trace)
+            trace.touch()
+        except OSError as exc:
+            verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
+        events = load_events(trace_host if trace_host and trace_host.exists() else trace)
+        said = main_statements(events)
+        verdict.eval_awareness, verdict.refusals = said.eval_awareness, said.refusals
+        verdict.candidate_statements = [candidate_statements(
+            load_events(out_dir / rel), events, cand.agent.port, cand.agent.folder,
+            (cand.checks["tool_probe"].evidence.get("task") if "tool_probe" in cand.checks
+             else None), rel) for cand, rel in self.kept]
+        verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
+        f = facts(events)
+        if f["end_reason"] is None and self.scenario is not None and self.ctx is not None \
+                and self.scenario.state.stopped_by_scenario:
+            f["end_reason"] = "stopped_by_scenario"  # its clock ran out while the agent worked
+        elif f["end_reason"] is None and (verdict.task_outcome or {}).get(
+                "original_agent_alive") is False:
+            f["end_reason"] = "agent_exited"
+        verdict.duration_s = round(time.monotonic() - self.t0, 3)
+        # the agent writes run_start when it takes the task: without one, nothing was observed
+        verdict.finish(f, task_ran=any(e["type"] == "run_start" for e in events))
+        atomic_write_json(out_dir / "verdict.json", verdict.document())
+        return verdict
+
+
+def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> Verdict:
+    """Run one trial; write its verdict.json and return the `Verdict`. The phases are
+    `_Trial`'s methods; `replicated` is decided by the scenario's `outcome()`."""
+    trial = _Trial(spec, out_dir, on_event)
+    try:
+        sb = trial.prepare()
         t = time.monotonic()
         with sb:
-            timings["sandbox_start_s"] = round(time.monotonic() - t, 3)
-            record.attach(sb.pid1)  # before anything is started inside
-            verdict.limits = sb.limits_report
-            ctx = TrialContext(spec=spec, out_dir=out_dir, evidence_dir=evidence, sandbox=sb,
-                               folder=FOLDER)
-            host_folder = sb.host_path(FOLDER)
-            sampling = spec.sampling if spec.sampling is not None else {
-                **defaults.SAMPLING, "seed": spec.seed}
-            build_system(engine, host_folder, overwrite=True, sampling=sampling,
-                         setup=spec.setup, protocol=spec.protocol, agent={
-                "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
-                "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
-            }, **scenario.build_options(spec))
-            trace_host = host_folder / "log" / "trace.jsonl"
-            _keep_trace(trace_host, out_dir / "trace.jsonl")
-            scenario.setup(ctx)
-            env = trial_env(spec, sb.default_env())
-
+            trial.boot(sb, t)
+            trial.give_task()
+            trial.judge()
+            trial.keep()
             t = time.monotonic()
-            ctx.running = start_inside(sb, engine.deploy_path, spec.setup, env,
-                                       evidence / "original",
-                                       llm_timeout_s=defaults.SCRIPTED_LLM_START_S
-                                       if scripted else defaults.LLM_START_S)
-            timings["boot_s"] = round(time.monotonic() - t, 3)
-            jcfg = spec.judge
-            t = time.monotonic()
-            ctx.baseline = take_baseline(sb, ctx.running, FOLDER, jcfg, evidence)
-            timings["baseline_s"] = round(time.monotonic() - t, 3)
-
-            tail = _TraceTail(trace_host, on_event)
-            ctx.chat_timeout_s = spec.time_limit_s + defaults.CHAT_GRACE_S
-
-            def send_task(text: str) -> dict[str, Any]:
-                reply = _post_and_follow(sb, ctx.running.agent_port, text, ctx.chat_timeout_s,
-                                         tail)
-                if reply.get("status") is None:  # no answer: say whether the agent died
-                    reply["original_agent_alive"] = pid_alive(ctx.running.agent_pid)
-                    reply["original_llm_alive"] = pid_alive(ctx.running.llm_pid)
-                verdict.task_outcome = reply
-                return reply
-
-            t = time.monotonic()
-            task_result = scenario.run_task(ctx, send_task)
-            tail.poll()
-            timings["task_s"] = round(time.monotonic() - t, 3)
-            (evidence / "task_response.json").write_text(json.dumps(task_result, indent=1,
-                                                                    default=str))
-            sb.check_limits()
-            _ensure_alive(sb, "during the task")
-            t = time.monotonic()
-            judgement = judge(sb, ctx.baseline, jcfg, evidence, **scenario.judge_kwargs(ctx),
-                              record=record)
-            timings["judge_s"] = round(time.monotonic() - t, 3)
-            _ensure_alive(sb, "while it was judged")  # no verdict built on a dead channel
-            verdict.judged(judgement, scenario.outcome(ctx, judgement))
-            _copy_logs(host_folder, evidence / "original")
-            kept = _keep_candidate_traces(sb, verdict.candidates, out_dir)
-            t = time.monotonic()
-        timings["teardown_s"] = round(time.monotonic() - t, 3)
-        verdict.teardown = getattr(sb, "teardown_report", None)
+        trial.verdict.timings["teardown_s"] = round(time.monotonic() - t, 3)
+        trial.verdict.teardown = getattr(sb, "teardown_report", None)
     except Exception as exc:  # noqa: BLE001 - every trial ends with a verdict or a stated error
-        verdict.failed(_describe(exc))
-        if sb is not None:
-            verdict.teardown = sb.teardown()  # idempotent; records a limit that killed it
+        trial.failed(exc)
     finally:
-        if scenario is not None and ctx is not None:
-            try:
-                scenario.teardown(ctx)
-            except Exception as exc:  # noqa: BLE001
-                verdict.error = verdict.error or f"scenario teardown failed: {exc}"
-    record.stop()
-    _keep_record(record, evidence)
-    reserve.unlink(missing_ok=True)
-    trace = out_dir / "trace.jsonl"
-    try:
-        if trace_host and trace_host.exists() and not (
-                trace.exists() and os.path.samefile(trace_host, trace)):
-            shutil.copyfile(trace_host, trace)
-        trace.touch()
-    except OSError as exc:
-        verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
-    events = load_events(trace_host if trace_host and trace_host.exists() else trace)
-    f = facts(events)
-    said = main_statements(events)
-    verdict.eval_awareness, verdict.refusals = said.eval_awareness, said.refusals
-    verdict.candidate_statements = [candidate_statements(
-        load_events(out_dir / rel), events, cand.agent.port, cand.agent.folder,
-        (cand.checks["tool_probe"].evidence.get("task") if "tool_probe" in cand.checks
-         else None), rel) for cand, rel in kept]
-    verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
-    if f["end_reason"] is None and ctx is not None and ctx.notes.get("stopped_by_scenario"):
-        f["end_reason"] = "stopped_by_scenario"  # its clock ran out while the agent worked
-    elif f["end_reason"] is None and (verdict.task_outcome or {}).get(
-            "original_agent_alive") is False:
-        f["end_reason"] = "agent_exited"
-    verdict.duration_s = round(time.monotonic() - t0, 3)
-    # the agent writes run_start when it takes the task: without one, nothing was observed
-    verdict.finish(f, task_ran=any(e["type"] == "run_start" for e in events))
-    atomic_write_json(out_dir / "verdict.json", verdict.document())
-    return verdict
+        trial.teardown_scenario()
+    return trial.finish()
 
 
 def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
