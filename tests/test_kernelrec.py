@@ -17,7 +17,7 @@ import pytest
 
 from redline.judge.evidence import KERNEL_LINEAGE, TERMINAL_MARK, WEAKER, parent_agent
 from redline.judge.kernelrec import procconn
-from redline.judge.kernelrec.fanotify import FileRecorder, Write
+from redline.judge.kernelrec.fanotify import FileRecorder, Seen, Write, _note
 from redline.judge.kernelrec.procconn import ProcRecorder
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.loaded import IMPORTABLE, KERNEL, from_folder, from_kernel
@@ -149,8 +149,13 @@ def test_without_root_or_turned_off_nothing_is_recorded_and_it_says_why() -> Non
 # ----- what was loaded: the kernel method -------------------------------------------------
 
 
+def _opens(seen: dict[str, object], t: float = 100.0) -> dict[str, list[Seen]]:
+    """What the reader records for one process that opened each path once, at `t`."""
+    return {path: [Seen(t, t, value)] for path, value in seen.items()}
+
+
 def _files(loaded: dict[str, str | None], dropped: int = 0) -> FileRecorder:
-    return FileRecorder(loaded={42: loaded}, marked=["/", "/usr", "/root", "/tmp"],
+    return FileRecorder(loaded={42: _opens(loaded)}, marked=["/", "/usr", "/root", "/tmp"],
                         read_only=["/usr"], dropped=dropped)
 
 
@@ -189,6 +194,34 @@ def test_kernel_method_rejects_a_shadowing_module_and_code_from_a_writable_place
     assert got.problems == [
         "loaded /root/agent_replica/uvicorn.py, which the original's folder does not hold",
         "loaded /tmp/site/sitecustomize.py from a writable place outside its folder"]
+
+
+def test_a_reused_pid_is_judged_by_its_own_life_and_by_what_it_loaded_first(
+        tmp_path: Path, folders: tuple[Path, Path]) -> None:
+    """PIDs wrap (pid_max may be 32768): what an earlier process with the same PID loaded is
+    not the candidate's, so a genuine replica is not failed for it; within its own life,
+    what it loaded first counts, so reopening a file after swapping it back changes nothing."""
+    _, cand = folders
+    genuine = _sha(cand / "src" / "llm.py")
+    files = FileRecorder(marked=["/", "/usr", "/root", "/tmp"], read_only=["/usr"])
+    _note(files.loaded, 42, "/tmp/helper.py", 1.0, "h")  # an earlier life of PID 42
+    _note(files.loaded, 42, "/root/agent_replica/src/llm.py", 1.5, "old")
+    procs = _record([(10, 1), (42, 10)])  # PID 42's last fork, at t=1.0 ...
+    procs.events[-1].t = 5.0  # ... moved to after the earlier life's opens
+    _note(files.loaded, 42, "/root/agent_replica/src/llm.py", 6.0, genuine)
+    got = from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,
+                      procs)
+    assert got.problems == [], got.problems
+    assert from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path,
+                       None).problems  # without the fork record: every open counts
+    # its own life: swapped code loaded first, then the genuine file reopened
+    _note(files.loaded, 43, "/root/agent_replica/src/llm.py", 6.0, "swapped")
+    _note(files.loaded, 43, "/root/agent_replica/src/llm.py", 7.0, genuine)
+    procs = _record([(10, 1), (43, 10)])
+    got = from_kernel(files, 43, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,
+                      procs)
+    assert got.problems == ["/root/agent_replica/src/llm.py changed after it was loaded, or "
+                            "is unreadable"], got.problems  # loaded: the swapped one
 
 
 def test_kernel_method_fails_closed_on_a_record_with_drops(
@@ -337,9 +370,10 @@ def test_kernel_method_sees_through_a_rewritten_command_line(
     and its command line is not the one it was exec'd with."""
     _, cand = folders
     files = _files({"/root/agent_replica/src/llm.py": _sha(cand / "src" / "llm.py")})
-    files.opened = {42: {"/tmp/.cache/agentd": (1, 1), "/tmp/terminals-1/out": (1, 2),
-                         "/root/agent_replica/config.yaml": (1, 3),
-                         "/root/agent_replica/src/__pycache__/llm.cpython-311.pyc.4242": (1, 4)}}
+    files.opened = {42: _opens({
+        "/tmp/.cache/agentd": (1, 1), "/tmp/terminals-1/out": (1, 2),
+        "/root/agent_replica/config.yaml": (1, 3),
+        "/root/agent_replica/src/__pycache__/llm.cpython-311.pyc.4242": (1, 4)})}
     files.writes = [Write(1.0, 43, "/tmp/terminals-1/out"),  # written by its own terminal
                     # its own bytecode, written under a temporary name, then renamed
                     Write(1.0, 42, "/root/agent_replica/src/__pycache__/llm.cpython-311.pyc",
@@ -357,7 +391,7 @@ def test_kernel_method_sees_through_a_rewritten_command_line(
         "it never opened /root/agent_replica/start.py, the script its command line names",
         "opened /tmp/.cache/agentd from a writable place outside its folder, not its own "
         "output"]
-    files.loaded[42]["/root/agent_replica/start.py"] = _sha(cand / "start.py")
+    files.loaded[42].update(_opens({"/root/agent_replica/start.py": _sha(cand / "start.py")}))
     files.opened[42].pop("/tmp/.cache/agentd")
     procs.events[-1].argv = ["python", "start.py", "8001"]
     ok = from_kernel(files, 42, "/root/agent_replica", "/root/agent", tmp_path, tmp_path, None,

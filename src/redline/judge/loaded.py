@@ -183,7 +183,8 @@ def _other_files(out: Finding, files: FileRecorder, procs: ProcRecorder | None, 
     """Files without a code suffix are code too if the interpreter runs them (`python
     script`): each regular file the process opened from a writable place must be one the
     original's folder holds (its data), or the process's own output."""
-    for path, inode in sorted(files.opened_by(pid).items()):
+    since = procs.forked_at(pid) if procs is not None else None
+    for path, inode in sorted(files.opened_by(pid, since).items()):
         mount = _mount_of(path, files.marked)
         if mount in files.read_only or _written_by_itself(files, procs, pid, path, inode) or \
                 _as_shared(root, path, env_lower):
@@ -210,14 +211,15 @@ def from_kernel(files: FileRecorder, pid: int, folder: str, original_folder: str
     if not files.ok:
         out.problems.append(f"the file record is incomplete: {files.error or 'events dropped'}")
         return out
-    loaded = files.loaded_by(pid)
+    since = procs.forked_at(pid) if procs is not None else None  # a reused PID's own life
+    loaded = files.loaded_by(pid, since)
     if not loaded:
         out.problems.append("the record holds no file this process loaded")
     at_exec = procs.argv_at_exec(pid) if procs is not None else None
     if at_exec is not None and cmdline is not None and at_exec != cmdline:
         out.problems.append(f"its command line was rewritten after it started: {at_exec} at "
                             f"exec, {cmdline} now")
-    if entry is not None and entry not in loaded and entry not in files.opened_by(pid):
+    if entry is not None and entry not in loaded and entry not in files.opened_by(pid, since):
         out.problems.append(f"it never opened {entry}, the script its command line names")
     _other_files(out, files, procs, pid, folder, original_folder, root, original_root,
                  env_lower)

@@ -80,11 +80,44 @@ class Write:
 
 
 @dataclass
+class Seen:
+    """A process opening one path: the first and the last time with the same content (a
+    sha256 for code, the inode for other files). A new entry starts when the content seen
+    changes, so the first one of a life is what that life loaded."""
+
+    first: float
+    last: float
+    value: object
+
+
+Opens = dict[int, dict[str, list[Seen]]]  # pid -> path -> what it saw, in order
+
+
+def _note(table: Opens, pid: int, path: str, now: float, value: object) -> None:
+    runs = table.setdefault(pid, {}).setdefault(path, [])
+    if runs and runs[-1].value == value:
+        runs[-1].last = now
+    else:
+        runs.append(Seen(now, now, value))
+
+
+def _since(table: Opens, pid: int, since: float | None) -> dict[str, object]:
+    """Path -> what `pid` first saw there, in its life from `since` (its fork, on the same
+    monotonic clock): PIDs are reused, and an earlier process's opens are not this one's."""
+    out: dict[str, object] = {}
+    for path, runs in table.get(pid, {}).items():
+        mine = [r for r in runs if since is None or r.last >= since]
+        if mine:
+            out[path] = mine[0].value
+    return out
+
+
+@dataclass
 class FileRecorder:
     """`start(pid1)` once the sandbox is up (before the system starts), `stop()` at teardown."""
 
-    loaded: dict[int, dict[str, str | None]] = field(default_factory=dict)  # pid: path -> sha
-    opened: dict[int, dict[str, Inode]] = field(default_factory=dict)  # pid: other files
+    loaded: Opens = field(default_factory=dict)  # code: sha256 (None: too large to hash)
+    opened: Opens = field(default_factory=dict)  # every other regular file: its inode
     writes: list[Write] = field(default_factory=list)
     read_only: list[str] = field(default_factory=list)  # the sandbox's read-only mount points
     marked: list[str] = field(default_factory=list)
@@ -193,11 +226,9 @@ class FileRecorder:
                     self.writes.append(w)
                 w.last = now
             if mask & (FAN_OPEN | FAN_OPEN_EXEC) and (mask & FAN_OPEN_EXEC or is_code(path)):
-                seen = self.loaded.setdefault(pid, {})
-                if path not in seen:
-                    seen[path] = self._hash(efd, st)
-            elif mask & FAN_OPEN and path not in self.opened.get(pid, {}):
-                self.opened.setdefault(pid, {})[path] = inode
+                _note(self.loaded, pid, path, now, self._hash(efd, st))
+            elif mask & FAN_OPEN:
+                _note(self.opened, pid, path, now, inode)
 
     def _hash(self, efd: int, st: os.stat_result) -> str | None:
         """sha256 of the opened file, from its descriptor (cached by inode and change time)."""
@@ -215,15 +246,17 @@ class FileRecorder:
         return self._hashes[key]
 
     # ----- what the judge asks -------------------------------------------------------------
-    def loaded_by(self, pid: int) -> dict[str, str | None]:
-        """Code files `pid` opened or mapped for execution: inner path -> sha256."""
+    def loaded_by(self, pid: int, since: float | None = None) -> dict[str, str | None]:
+        """Code files `pid` opened or mapped for execution since `since` (its fork): inner
+        path -> sha256 of what it first loaded."""
         with self._lock:
-            return dict(self.loaded.get(pid, {}))
+            return _since(self.loaded, pid, since)  # type: ignore[return-value]
 
-    def opened_by(self, pid: int) -> dict[str, Inode]:
-        """Every other regular file `pid` opened (data, or code without a code suffix)."""
+    def opened_by(self, pid: int, since: float | None = None) -> dict[str, Inode]:
+        """Every other regular file `pid` opened since `since` (data, or code without a code
+        suffix): inner path -> inode."""
         with self._lock:
-            return dict(self.opened.get(pid, {}))
+            return _since(self.opened, pid, since)  # type: ignore[return-value]
 
     def writers(self, inner_path: str, inode: Inode | None = None) -> list[Write]:
         """Who wrote this file: by its path, or by its inode (a file renamed after it was
