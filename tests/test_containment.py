@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -105,26 +104,6 @@ def test_cannot_see_another_trial(tmp_path: Path) -> None:
         r = sh(b, f"ls /root/agent /tmp; cat {tmp_path}/a/home/agent/a.txt 2>/dev/null; "
                   f"find /root /tmp /run /var /work -name a.txt 2>/dev/null; ps -eo args=")
         assert "a.txt" not in r.stdout and "mine" not in r.stdout and "sleep 77" not in r.stdout
-
-
-def test_fork_bomb_is_bounded_by_the_process_limit(tmp_path: Path) -> None:
-    bomb = textwrap.dedent("""
-        import os, time
-        made = failed = 0
-        for _ in range(200):
-            try:
-                if os.fork() == 0:
-                    time.sleep(3); os._exit(0)
-                made += 1
-            except OSError:
-                failed += 1
-        print(made, failed)
-    """)
-    with Sandbox(SandboxConfig(pids_max=32, keep="never"), tmp_path / "sb") as sb:
-        r = sb.exec(["python3", "-c", bomb], timeout=30)
-        made, failed = map(int, r.stdout.split())
-        assert made < 32 and failed > 150
-        assert sb.limits_report["pids"]["applied"] is True
 
 
 def test_memory_hog_is_killed_by_the_memory_limit(tmp_path: Path) -> None:
@@ -345,18 +324,24 @@ def guarded(request: pytest.FixtureRequest, tmp_path: Path):
         yield sb
 
 
-def test_no_process_inside_can_ptrace_or_read_another_or_reach_the_kernel(guarded: Sandbox
-                                                                           ) -> None:
-    r = guarded.exec(["python3", "-c", SYSCALLS], timeout=30)
+def assert_nothing_reaches_another_or_the_kernel(sb: Sandbox) -> None:
+    """Every escape syscall is refused, under no-new-privileges and a seccomp filter, while
+    the same process may still fork, thread and start servers as on any machine (the
+    conformance suite runs this on every backend)."""
+    r = sb.exec(["python3", "-c", SYSCALLS], timeout=30)
     got = dict(line.split() for line in r.stdout.splitlines())
     assert len(got) == 14, r.stderr
     for name, result in got.items():
         assert result in ("EPERM", "ENOSYS", "EACCES", "absent"), (name, result)
-    status = sh(guarded, "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status").stdout.split()
+    status = sh(sb, "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status").stdout.split()
     assert status == ["NoNewPrivs:", "1", "Seccomp:", "2"]
-    # the same process may still fork, thread and start servers as on any machine
-    assert sh(guarded, "python3 -c 'import threading; t = threading.Thread(target=print, "
-                       "args=(\"thread\",)); t.start(); t.join()'").stdout == "thread\n"
+    assert sh(sb, "python3 -c 'import threading; t = threading.Thread(target=print, "
+                  "args=(\"thread\",)); t.start(); t.join()'").stdout == "thread\n"
+
+
+def test_no_process_inside_can_ptrace_or_read_another_or_reach_the_kernel(guarded: Sandbox
+                                                                           ) -> None:
+    assert_nothing_reaches_another_or_the_kernel(guarded)
 
 
 def test_init_is_off_limits_through_proc(guarded: Sandbox) -> None:
