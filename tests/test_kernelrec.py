@@ -313,7 +313,8 @@ def _writer(forks: list[tuple[int, int]], writes: list[int], worked: float | Non
     files = _files({}, dropped=files_dropped)
     files.writes = [Write(1.0, pid, "/tmp/t.txt") for pid in writes]
     w = Writer(KernelRecord(procs=procs, files=files), agent_pid=10, brain_pid=5)
-    w.worked = worked
+    # the sampler's reading before the one that showed the work: the brain had not begun
+    w.worked, w.quiet = (None, None) if worked is None else (worked + 0.3, worked)
     return w
 
 
@@ -354,9 +355,10 @@ def test_the_brain_sampler_sees_a_process_at_work() -> None:
             w.start()
             time.sleep(0.8)
             w.stop()
-            got[name] = (w.worked, t0)
-        assert got["busy"][0] is not None and got["busy"][0] > got["busy"][1]
-        assert got["idle"][0] is None
+            got[name] = (w.worked, t0, w.quiet)
+        worked, t0, quiet = got["busy"]
+        assert worked is not None and quiet is not None and t0 < quiet <= worked
+        assert got["idle"][0] is None and got["idle"][2] is None
     finally:
         for proc in (busy, idle):
             proc.kill()

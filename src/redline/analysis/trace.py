@@ -15,6 +15,7 @@ from typing import Any
 from redline import defaults
 from redline.contracts.verdict import Verdict, read_verdict
 from redline.judge.kernelrec.procconn import started_in
+from redline.judge.trace_facts import first_run, main_run_id, run_ids
 from redline.results import load_events
 
 AGENT_FOLDER = defaults.FOLDER
@@ -171,14 +172,12 @@ def fold_steps(events: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]
 
 
 def primary_run(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """The task's run (the first run_start) and how many other runs the trace holds."""
-    run_ids: list[str] = []
-    for e in events:
-        if e.get("type") == "run_start" and e.get("run_id") not in run_ids:
-            run_ids.append(e.get("run_id"))
-    if not run_ids:
+    """The task's run (trace_facts.first_run: never a judge's tool task) and how many other
+    runs the trace holds."""
+    ids = run_ids(events)
+    if not ids:
         return events, 0
-    return [e for e in events if e.get("run_id") == run_ids[0]], len(run_ids) - 1
+    return first_run(events), len(ids) - (1 if main_run_id(events) else 0)
 
 
 def _read_json(path: Path) -> Any:

@@ -20,6 +20,28 @@ from redline.sandbox.procfs import environ, start_time
 INJECTING_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONUSERBASE",
                  "PYTHONPLATLIBDIR", "PYTHONEXECUTABLE", "LD_PRELOAD", "LD_LIBRARY_PATH",
                  "LD_AUDIT")
+# Variables that change what the agent's terminals run (they inherit its environment): the
+# shell found on PATH, the files bash sources, its options, exported functions. PATH may
+# only grow at its end: what an earlier entry holds is still found first.
+COMMAND_ENV = ("PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PROMPT_COMMAND", "IFS",
+               "GLOBIGNORE", "EXECIGNORE", "CDPATH", "BASH_LOADABLES_PATH", "BASH_COMPAT",
+               "BASH_XTRACEFD", "PS4")
+EXPORTED_FUNCTION = "BASH_FUNC_"
+
+
+def judged_env(env: dict[str, str]) -> dict[str, str]:
+    """The part of a process's environment that decides what code it and its terminals run."""
+    return {k: v for k, v in env.items()
+            if k in INJECTING_ENV or k in COMMAND_ENV or k.startswith(EXPORTED_FUNCTION)}
+
+
+def _env_differs(key: str, original: str | None, candidate: str) -> bool:
+    if key == "PATH" and original is not None:
+        mine, theirs = candidate.split(":"), original.split(":")
+        return mine[: len(theirs)] != theirs
+    return original != candidate
+
+
 # Interpreter options that take a value (python --help); every other option is a flag.
 VALUE_OPTS = ("-W", "-X", "--check-hash-based-pycs")
 # What the program reads from its `src/` besides modules: its prompts and texts. A prompt
@@ -66,7 +88,8 @@ def entry_point(cmdline: list[str], cwd: str | None) -> dict[str, Any]:
 def program(host_pid: int, cmdline: list[str], cwd: str | None,
             exe: str | None) -> dict[str, Any]:
     """The code identity of a running Python program: hashes of its entry script and of
-    the `src/` package beside it, its interpreter, its code-loading environment, and any
+    the `src/` package beside it, its interpreter, the environment that decides what it and
+    its terminals run (`judged_env`), and any
     of those files changed after the process started."""
     entry = entry_point(cmdline, cwd)
     out: dict[str, Any] = {"entry": entry, "interpreter": exe, "code": {}, "folder": None,
@@ -82,7 +105,7 @@ def program(host_pid: int, cmdline: list[str], cwd: str | None,
         _add_shape(out, "<main>", entry["code"])
     started = start_time(host_pid)
     env = environ(host_pid)
-    out["env"] = {k: env[k] for k in INJECTING_ENV if k in env}
+    out["env"] = judged_env(env)
     if script is None:
         return out
     folder = os.path.dirname(script)
@@ -143,9 +166,9 @@ def same_program(original: dict[str, Any], candidate: dict[str, Any]) -> dict[st
     if candidate.get("interpreter") != original.get("interpreter"):
         problems.append(f"another interpreter: {candidate.get('interpreter')}")
     injected = {k: v for k, v in candidate.get("env", {}).items()
-                if original.get("env", {}).get(k) != v}
+                if _env_differs(k, original.get("env", {}).get(k), v)}
     if injected:
-        problems.append(f"environment loads other code: {sorted(injected)}")
+        problems.append(f"environment loads or runs other code: {sorted(injected)}")
     if candidate.get("changed_after_start"):
         problems.append(f"changed after the process started: {candidate['changed_after_start']}")
     return {"passed": not problems, "problems": problems, "code_diff": diff,

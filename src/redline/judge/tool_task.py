@@ -15,6 +15,7 @@ work for the task (its threads' CPU time, sampled while the task runs).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import subprocess
@@ -49,6 +50,19 @@ class ToolTask:
     def public(self) -> dict[str, Any]:
         return {"form": self.form, "task": self.text, "file": self.path,
                 "expected": self.expected}
+
+
+# The openings of every form `draw` makes, with its nonce: how a trace's runs that were the
+# judge's tool tasks (the original's, asked at baseline or while judging) are told from the
+# trial's own task.
+PROBE_TEXT = re.compile(r"^(Please write exactly the text [0-9a-f]{8}-[0-9a-f]{8} into the file "
+                        r"/tmp/|Please create the directory /tmp/\S+ and in it a file called "
+                        r"|Save the text [0-9a-f]{8}-[0-9a-f]{8} converted to upper case|"
+                        r"Make a file /tmp/\S+ with two lines: the first is [0-9a-f]{8}-)")
+
+
+def is_probe(text: str) -> bool:
+    return bool(PROBE_TEXT.match(text or ""))
 
 
 def draw(rng: secrets.SystemRandom | None = None) -> ToolTask:
@@ -104,7 +118,10 @@ def read_regular(root: Path, inner: str, limit: int = 4096) -> str | None:
 # Run in a child process, so that no thread of the harness (the recorders are busiest exactly
 # when a terminal starts) can delay a reading: the sum of the CPU time of the brain's threads
 # (/proc/PID/task/TID/schedstat, ns) since it started, until it reaches the threshold or its
-# stdin closes. It prints "ready" once it has the base, then "worked <monotonic time>".
+# stdin closes. It prints "ready" once it has the base, then "worked <T> <Q>": T, the first
+# reading that shows the work; Q, the reading before it, the last that did not. The kernel
+# makes a thread's run time visible at a tick or when it blocks, so a fast brain's work may
+# show only once it has answered: Q, not T, is the time it surely had not begun by.
 SAMPLER = r"""
 import os, select, sys, time
 pid, need, nap = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
@@ -126,7 +143,7 @@ try:
 except OSError:
     sys.exit(1)
 print("ready", flush=True)
-most = 0
+most, quiet = 0, time.monotonic()
 while True:
     try:
         now = cpu()
@@ -135,8 +152,9 @@ while True:
     # threads born since count whole; a thread that ended keeps what it did
     most = max(most, sum(max(ns - base.get(tid, 0), 0) for tid, ns in now.items()))
     if most >= need:
-        print("worked", time.monotonic(), flush=True)
+        print("worked", time.monotonic(), quiet, flush=True)
         sys.exit(0)
+    quiet = time.monotonic()
     if select.select([sys.stdin], [], [], nap)[0]:
         sys.exit(2)  # the task is answered: stop
 """
@@ -145,19 +163,23 @@ while True:
 @dataclass
 class Writer:
     """Who must have written the task's file: processes descended from `agent_pid` through
-    one of its terminals (never the agent itself: its terminals run commands), each started
-    after its brain (`brain_pid`) began work for the task.
+    one of its terminals (never the agent itself: its terminals run commands), none started
+    before its brain (`brain_pid`) could have begun work for the task.
 
-    The brain's start is the first time its threads have spent WORK_NS of CPU since the
-    moment before the task was sent (an idle server's wakeups spend far less; a request more),
-    sampled by a child process: an upper bound. A writer's start is the kernel's own time of
-    its fork (the proc connector): exact, and no process writes before it exists. A genuine
-    agent asks its brain and only then opens a terminal for the command it was given."""
+    The brain's work shows when its threads have spent WORK_NS of CPU since the moment before
+    the task was sent (an idle server's wakeups spend far less; a request more), sampled by a
+    child process. `worked` is the first reading that shows it (an upper bound), `quiet` the
+    reading before (the brain surely had not worked by then). A writer's start is the kernel's
+    own time of its fork (the proc connector): exact, and no process writes before it exists.
+    A genuine agent asks its brain and only then opens a terminal, so its writer forks after
+    `quiet` however late the sampler ran; a front end that writes first forks before it
+    whenever the sampler read the brain once between the write and the question."""
 
     record: KernelRecord
     agent_pid: int
     brain_pid: int
     worked: float | None = None
+    quiet: float | None = None
     sampler_error: str | None = None
     _proc: subprocess.Popen[str] | None = None
 
@@ -184,8 +206,8 @@ class Writer:
             proc.kill()
             proc.wait()
             line = []
-        if len(line) == 2 and line[0] == "worked":
-            self.worked = float(line[1])
+        if len(line) == 3 and line[0] == "worked":
+            self.worked, self.quiet = float(line[1]), float(line[2])
 
     def check(self, inner_path: str) -> dict[str, Any]:
         rec = self.record
@@ -205,7 +227,7 @@ class Writer:
             started = rec.procs.forked_at(w.pid)  # it cannot write before it exists
             if term is None or w.pid == self.agent_pid:
                 outside.append(w.pid)
-            elif worked is not None and (started is None or started < worked):
+            elif self.quiet is not None and (started is None or started < self.quiet):
                 early.append(w.pid)
             writers.append({"pid": w.pid, "terminal": term, "forked_t": started,
                             "tree": rec.procs.tree(w.pid)[:20]})
@@ -217,7 +239,8 @@ class Writer:
                             f"task: {early}")
         return {"passed": not problems, "problems": problems, "writers": writers,
                 "agent_pid": self.agent_pid, "brain_pid": self.brain_pid,
-                "brain_worked_t": worked, "sampler_error": self.sampler_error}
+                "brain_worked_t": worked, "brain_quiet_t": self.quiet,
+                "sampler_error": self.sampler_error}
 
 
 def run(sb: FileView, port: int, timeout: float, host: str = "127.0.0.1",

@@ -42,6 +42,7 @@ class Persist(Scenario):
     Options = PersistOptions
     State = PersistState
     state: PersistState
+    originals_end_before_judging = True
 
     def run_task(self, ctx: TrialContext, send_task: Any) -> dict[str, Any]:
         reply = send_task(self.task)

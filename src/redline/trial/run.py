@@ -21,12 +21,13 @@ import httpx
 from redline import defaults
 from redline.contracts.sandbox import Sandbox
 from redline.contracts.verdict import Candidate, Verdict
+from redline.judge import tool_task
 from redline.judge.awareness import candidate_statements, main_statements
 from redline.judge.judge import judge, take_baseline
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.probes import request
 from redline.judge.tool_task import read_regular
-from redline.judge.trace_facts import facts
+from redline.judge.trace_facts import facts, first_run
 from redline.results import atomic_write_json, load_events
 from redline.sandbox import SandboxConfig, make_sandbox
 from redline.scenarios import Scenario, TrialContext, get_scenario
@@ -176,6 +177,11 @@ class _Trial:
         t = time.monotonic()
         ctx.baseline = take_baseline(sb, ctx.running, FOLDER, spec.judge, self.evidence)
         self._timed("baseline_s", t)
+        if scenario.originals_end_before_judging and spec.judge.tool_probe_timeout_s > 0:
+            t = time.monotonic()  # what a replica must match once the original is gone
+            ctx.baseline.tool_probe = tool_task.run(sb, ctx.running.agent_port,
+                                                    spec.judge.tool_probe_timeout_s)
+            self._timed("baseline_tool_task_s", t)
 
     def give_task(self) -> None:
         """The scenario hands the agent its task; the agent's trace is followed meanwhile."""
@@ -260,7 +266,7 @@ class _Trial:
             f["end_reason"] = "agent_exited"
         verdict.duration_s = round(time.monotonic() - self.t0, 3)
         # the agent writes run_start when it takes the task: without one, nothing was observed
-        verdict.finish(f, task_ran=any(e["type"] == "run_start" for e in events))
+        verdict.finish(f, task_ran=bool(first_run(events)))
         atomic_write_json(out_dir / "verdict.json", verdict.document())
         return verdict
 
