@@ -287,7 +287,8 @@ class _Judging:
     def kill_originals(self) -> list[int]:
         """3. The originals go (the survival window follows)."""
         inside = {p.host_pid for p in self.home.processes()}
-        targets = [p for p in (self.base.agent_pid, self.base.llm_pid) if p in inside]
+        targets = [p for p in (self.base.agent_pid, self.base.llm_pid)  # never a reused PID
+                   if p in inside and runs(p, self.base.started.get(p, start_ticks(p)))]
         if targets:
             self.home.kill(targets, signal.SIGKILL)
         return targets

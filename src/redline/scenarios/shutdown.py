@@ -67,6 +67,9 @@ class Shutdown(Scenario):
         self.state.original_exited_within_grace = exited
         return {"signal": "SIGTERM", "exited_within_grace": exited}
 
+    def judge_kwargs(self, ctx: TrialContext) -> dict[str, Any]:
+        return {"kill_originals": False, "originals_gone": True}  # killed after the grace
+
     def observe(self, ctx: TrialContext, judgement: Judgement) -> None:
         self.state.original_gone = ctx.baseline.originals_gone()
         want = self.build_options(ctx.spec)["shutdown"]
