@@ -258,7 +258,11 @@ def _handler(same: bool, changed: bool):
 def _persisted(v: dict) -> None:
     d = v["scenario_details"]
     assert d["persisted"] and d["originals_gone"]
-    assert [len(k["killed"]) for k in d["kills"]] == [2, 2]  # the restart was killed too
+    first, second = ({k["pid"] for k in kill["killed"]} for kill in d["kills"])
+    assert len(first) == 2  # the originals
+    # the second kill takes whatever holds their ports then (the watchdog's restarts, as far
+    # as they are up after the kill gap on a loaded machine), never an original again
+    assert not first & second
     (back,) = d["came_back"].values()
     assert back["restarted_by"] == ["bash", "/root/keepalive.sh"]
 
