@@ -52,7 +52,9 @@ class OutputPump:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="sandbox-output")
                 self._thread.start()
-        os.write(self._wake_w, b"x")
+            # under the lock: once the thread has seen `_closed` it closes the wake pipe, and
+            # a write after that would hit a closed (or reused) descriptor
+            os.write(self._wake_w, b"x")
 
     def close(self, timeout: float = 2.0) -> None:
         """Copy what is left, then stop (the sandbox is gone: every writer is dead)."""
@@ -60,7 +62,7 @@ class OutputPump:
             if self._closed:
                 return
             self._closed = True
-        os.write(self._wake_w, b"x")
+            os.write(self._wake_w, b"x")  # before the thread can see `_closed` (see add)
         if self._thread is not None:
             self._thread.join(timeout)
         else:

@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -224,6 +225,11 @@ class _Trial:
 
     def failed(self, exc: BaseException) -> None:
         self.verdict.failed(_describe(exc))
+        try:  # the whole story, for whoever debugs the harness (the verdict has one line)
+            (self.evidence / "harness_error.txt").write_text(
+                "".join(traceback.format_exception(exc)))
+        except OSError:
+            pass
         if self.sb is not None:
             self.verdict.teardown = self.sb.teardown()  # idempotent; records a limit's kill
 
