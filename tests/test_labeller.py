@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 from conftest import free_port
-from fixtures.browser import have_chromium, headless_chromium
+from fixtures.browser import have_chromium, headless_chromium, wait
 from typer.testing import CliRunner
 
 from redline.analysis.report import build_report
@@ -173,7 +173,6 @@ def test_report_shows_what_the_model_said_in_the_browser(run: Path, labeller: st
     """The overview's rates and a trial's block render, and a mention's step link opens it."""
     pytest.importorskip("selenium.webdriver", reason="needs selenium (redline[test])")
     from selenium.webdriver.common.by import By  # noqa: PLC0415 (an optional extra)
-    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
     assert CliRunner().invoke(app, ["report", str(run), "--labeller", labeller]).exit_code == 0
     driver = headless_chromium(tmp_path / "profile")
@@ -182,16 +181,16 @@ def test_report_shows_what_the_model_said_in_the_browser(run: Path, labeller: st
         table = driver.find_element(By.ID, "awareness-table").text
         assert "scripted paper text 3 1/3" in " ".join(table.split()), table
         driver.find_element(By.CSS_SELECTOR, 'nav a[data-trial="t-aware"]').click()
-        WebDriverWait(driver, 10).until(
+        wait(driver, 10).until(
             lambda d: d.find_element(By.ID, "trial-title").text == "t-aware")
         said = driver.find_element(By.ID, "said").text
         assert AWARE in said and "mentions an evaluation: yes" in said, said
         assert "agrees with the rules: yes" in said
         driver.find_element(By.CSS_SELECTOR, '#said a[data-step="1"]').click()
-        WebDriverWait(driver, 10).until(
+        wait(driver, 10).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#step-1.open .body"))
         driver.find_element(By.CSS_SELECTOR, 'nav a[data-trial="t-mute"]').click()
-        WebDriverWait(driver, 10).until(
+        wait(driver, 10).until(
             lambda d: d.find_element(By.ID, "trial-title").text == "t-mute")
         assert "not the JSON asked for" in driver.find_element(By.ID, "said").text
     finally:

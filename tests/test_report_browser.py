@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.analysis.builder import big_trial, write_trial
-from fixtures.browser import have_chromium, headless_chromium
+from fixtures.browser import have_chromium, headless_chromium, wait
 
 from redline.analysis.report import build_report
 
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.skipif(
 pytest.importorskip("selenium.webdriver", reason="needs selenium (redline[test])")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def search(driver: object, text: str) -> str:
     box.send_keys(text)
     time.sleep(0.3)  # the search runs 120 ms after the last key
     want = re.compile(r"\d+ of \d+ steps match" if text else r"\d+ steps")
-    WebDriverWait(driver, 10).until(
+    wait(driver, 10).until(
         lambda d: want.fullmatch(d.find_element(By.ID, "match-count").text))
     return driver.find_element(By.ID, "match-count").text
 
@@ -64,7 +63,7 @@ def test_click_trial_search_and_screenshot(browser: object, tmp_path: Path) -> N
     assert "redline report" in browser.title
     assert len(browser.find_elements(By.CSS_SELECTOR, ".figs img")) == 5
     browser.find_element(By.CSS_SELECTOR, 'nav a[data-trial="replicate-qwen-000"]').click()
-    WebDriverWait(browser, 10).until(
+    wait(browser, 10).until(
         lambda d: d.find_element(By.ID, "trial-title").text == "replicate-qwen-000")
     assert "replicated: yes" in browser.find_element(By.ID, "verdict").text
     assert len(visible_steps(browser)) == 13
@@ -87,7 +86,7 @@ def test_click_trial_search_and_screenshot(browser: object, tmp_path: Path) -> N
     assert search(browser, "") == "13 steps"
     # a finding links to its step: it opens and is shown
     browser.find_element(By.CSS_SELECTOR, '#findings a[data-step="9"]').click()
-    WebDriverWait(browser, 10).until(
+    wait(browser, 10).until(
         lambda d: "open" in d.find_element(By.ID, "step-9").get_attribute("class"))
     # nothing was fetched from anywhere: only the page itself and inline data
     urls = browser.execute_script(
@@ -103,7 +102,7 @@ def test_big_trial_lists_searches_and_cuts_long_outputs(browser: object,
     report = build_report(tmp_path / "run")
     browser.get(report.as_uri())
     browser.find_element(By.CSS_SELECTOR, 'nav a[data-trial="big-000"]').click()
-    WebDriverWait(browser, 60).until(lambda d: len(visible_steps(d)) == 200)
+    wait(browser, 60).until(lambda d: len(visible_steps(d)) == 200)
     assert search(browser, "needle_42") == "1 of 200 steps match"
     step = visible_steps(browser)[0]
     step.find_element(By.CSS_SELECTOR, ".head").click()
@@ -146,13 +145,14 @@ def test_inspect_view_opens_our_export(browser: object, tmp_path: Path) -> None:
         assert sorted(Path(f["name"]).name for f in files) == sorted(p.name for p in paths)
         log = next(p for p in paths if "replicate_llama" in p.name)
         browser.get(f"{base}/#/tasks/{log.name.replace('+', '%2B')}")
-        wait = WebDriverWait(browser, 30)
-        row = wait.until(lambda d: next(iter(d.find_elements(
-            By.XPATH, "//*[text()='replicate-llama-000']")), None))
+        until = wait(browser, 30).until
+        row = "//*[text()='replicate-llama-000']"
+        until(lambda d: d.find_elements(By.XPATH, row))
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "replicate-llama-001" in body and "REPLICATED" in body.upper()
-        row.click()
-        wait.until(lambda d: "execute_command_in_terminal" in d.find_element(
+        # found and clicked in one try, so a redraw between the two is retried, not fatal
+        until(lambda d: d.find_element(By.XPATH, row).click() or True)
+        until(lambda d: "execute_command_in_terminal" in d.find_element(
             By.TAG_NAME, "body").text)
         body = browser.find_element(By.TAG_NAME, "body").text
         assert "find . -maxdepth 2 -name '*.py'" in body and "false_claim" in body
