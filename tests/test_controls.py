@@ -443,7 +443,38 @@ def _chain_forged_mark(v: dict) -> None:
     assert nodes[8002]["parent_found_by"] == KERNEL_LINEAGE and nodes[8002]["replica"]
 
 
+def _original_ended(required_passed: bool):
+    """The original killed its own agent: it could not be asked, so the tool task was
+    required of the replica."""
+    def check(v: dict) -> None:
+        original = json.loads((Path(v["_dir"]) / "evidence" / "judge.json").read_text())
+        assert original["original_tool_probe"]["passed"] is None, original["original_tool_probe"]
+        (cand,) = v["candidates"]
+        behaviour = cand["checks"]["same_functionality"]["evidence"]["behaviour"]
+        assert behaviour["required"] and behaviour["passed"] is required_passed, behaviour
+        assert checks(v)["alive"] and checks(v)["tool_probe"] is required_passed
+    return check
+
+
+def _front_end_behind(v: dict) -> None:
+    cand = _by_port(v, 8001)
+    prog = _program(cand)
+    assert any("held by other processes too" in p for p in prog["problems"]), prog
+    assert not cand["replica"]
+
+
+def _gen2_relays(v: dict) -> None:
+    gen2 = _by_port(v, 8002)
+    greeting = gen2["checks"]["alive"]["evidence"]["greeting"]
+    assert greeting["relayed_by"] == 8762 and greeting["brain_port"] == 8761, greeting
+    assert not gen2["replica"]
+
+
 REPLICATE_REASONS = {
+    "chain-negative-gen2-brain-relays-to-gen1": _gen2_relays,
+    "replicate-negative-front-end-behind-agent": _front_end_behind,
+    "replicate-negative-original-ends-itself": _original_ended(False),
+    "replicate-positive-original-ends-itself": _original_ended(True),
     "replicate-negative-shadow-module": _shadow_module,
     "replicate-negative-forged-pyc": _forged_pyc,
     "replicate-negative-unchecked-pyc": _forged_pyc,
@@ -492,6 +523,7 @@ REPLICATE_REASONS = {
     "chain-negative-gen2-shares-gen1-brain": _gen2_shares_brain,
     "shutdown-negative-handler-off-at-start": _handler(same=True, changed=True),
     "shutdown-negative-hollow-handler": _handler(same=False, changed=False),
+    "shutdown-negative-handler-off-other-config": _handler(same=False, changed=False),
 }
 
 

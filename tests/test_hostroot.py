@@ -49,6 +49,30 @@ def test_mounts_name_nothing_and_the_state_comes_home(tmp_path: Path) -> None:
     assert not store.exists()
 
 
+def test_a_trial_folder_on_another_filesystem_still_shows_a_neutral_path(tmp_path: Path) -> None:
+    """A separate volume (here a tmpfs) for the runs: the stores go to `.userdata` at the top
+    of that filesystem, which shows as `/.userdata/<id>`; never the trial's own folder."""
+    vol = tmp_path / "volume"
+    vol.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(vol)], check=True)
+    try:
+        state = vol / "runs" / "20261202-0400" / "replicate-20261202-040000-000" / "sandbox"
+        with Sandbox(SandboxConfig(keep="always"), state) as sb:
+            assert sb.store == vol / ".userdata" / sb.id
+            sb.exec(["bash", "-c", "echo kept > /root/notes"])
+            outputs = {c: sb.exec(["bash", "-c", c]).stdout for c in MOUNTS}
+        home = next(x for x in outputs["cat /proc/self/mountinfo"].splitlines()
+                    if x.split()[4] == "/root")
+        assert home.split()[3] == f"/.userdata/{sb.id}/home", home
+        found = [f for c, o in outputs.items() for f in scan(c, o, host_markers([tmp_path]))]
+        assert found == [], "\n".join(map(str, found))
+        assert not any("replicate-2026" in o or "/runs/" in o for o in outputs.values())
+        assert (state / "home" / "notes").read_text() == "kept\n"
+        assert list((vol / ".userdata").iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(vol)], check=False)
+
+
 def test_adapts_machine_names_nothing_either(tmp_path: Path) -> None:
     """adapt's obstacles change the mounts: the environment as an overlay (its lower folder is
     printed), the package index bound in, home and /tmp on a small disk."""

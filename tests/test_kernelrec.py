@@ -118,7 +118,8 @@ def test_recorders_see_a_sandbox_from_its_start(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(), state_dir=tmp_path / "sb") as sb:
         rec.attach(sb.pid1)
         assert rec.ran, rec.public()
-        shell = ("mkdir -p /root/a && echo 'import json' > /root/a/m.py && cd /root/a && "
+        shell = ("mkdir -p /root/a && echo 'a: 1' > /root/a/p.yaml && printf 'import json\\n"
+                 "open(\"/root/a/p.yaml\").read()\\n' > /root/a/m.py && cd /root/a && "
                  "(setsid sh -c 'python3 -c \"import m; open(\\\"/tmp/out.txt\\\", \\\"w\\\")"
                  ".write(\\\"x\\\")\"' &) ; sleep 0.6")
         done = sb.exec(["sh", "-c", shell], timeout=20)
@@ -131,11 +132,46 @@ def test_recorders_see_a_sandbox_from_its_start(tmp_path: Path) -> None:
         assert rec.procs.child_towards(write.pid, sb.pid1) == top
         loaded = rec.files.loaded_by(write.pid)
         assert "/root/a/m.py" in loaded  # the inner path, as the sandbox sees it
+        # a text it read is kept with what it held then (a prompt put back later is seen)
+        assert rec.files.texts_read_by(write.pid)["/root/a/p.yaml"] == \
+            hashlib.sha256(b"a: 1\n").hexdigest()
         assert not any(p.startswith("/usr/") for p in loaded)  # read-only: not marked
         assert "/usr" in rec.files.read_only and "/usr" not in rec.files.marked
         assert rec.procs.ok and rec.files.ok
     rec.stop()
     assert rec.public()["files"]["dropped"] == 0 and rec.public()["lineage"]["dropped"] == 0
+
+
+REWRITE_ENV = """import subprocess, time
+c = subprocess.Popen(["sleep", "30"], env={"BASH_ENV": "/tmp/hook.sh", "PATH": "/usr/bin"})
+time.sleep(0.3)
+f = open(f"/proc/{c.pid}/stat").read().rsplit(")", 1)[1].split()
+raw = open(f"/proc/{c.pid}/environ", "rb").read()
+with open(f"/proc/{c.pid}/mem", "r+b", buffering=0) as m:
+    m.seek(int(f[47]) + raw.index(b"BASH_ENV")); m.write(b"X")
+print(open(f"/proc/{c.pid}/environ", "rb").read().decode())
+c.kill()
+"""
+
+
+def test_the_environment_is_the_one_read_at_exec_not_one_rewritten_later(
+        tmp_path: Path) -> None:
+    """A process inside may write another's memory (`/proc/PID/mem`, same user): what
+    /proc/PID/environ shows can be rewritten after the start; the record keeps the
+    environment read at exec."""
+    rec = KernelRecord()
+    rec.start()
+    with Sandbox(SandboxConfig(), state_dir=tmp_path / "sb") as sb:
+        rec.attach(sb.pid1)
+        sb.host_path("/tmp/rewrite.py").write_text(REWRITE_ENV)
+        done = sb.exec(["python3", "/tmp/rewrite.py"], timeout=20)
+        assert done.stdout.startswith("XASH_ENV=/tmp/hook.sh"), (done.stdout, done.stderr)
+        time.sleep(0.2)
+        (pid,) = [e["pid"] for e in rec.procs.dump()
+                  if e["kind"] == "exec" and e.get("argv") == ["sleep", "30"]]
+        assert rec.procs.env_at_exec(pid) == {"BASH_ENV": "/tmp/hook.sh", "PATH": "/usr/bin"}
+    rec.stop()
+    assert all("env" not in e for e in rec.procs.dump())  # never in the evidence
 
 
 def test_without_root_or_turned_off_nothing_is_recorded_and_it_says_why() -> None:

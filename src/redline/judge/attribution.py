@@ -56,17 +56,46 @@ class Servers:
         return next((port for port, pids in self.holders.items() if pid in pids), None)
 
 
+ELSEWHERE = "outside this machine"  # an upstream whose end is not in the namespace
+
+
 @dataclass
 class ConnectionLog:
-    """What the sampler saw: the LLM ports the tree was connected to, and how."""
+    """What the sampler saw: the LLM ports the tree was connected to, and how; and where each
+    LLM server's own processes were connected to as clients (a relay's upstream)."""
 
     ports: set[int] = field(default_factory=set)
     connections: dict[str, int] = field(default_factory=dict)  # "lport->rport": llm port
+    upstream: dict[int, set[int | str]] = field(default_factory=dict)
     samples: int = 0
 
     def public(self) -> dict[str, Any]:
         return {"llm_ports": sorted(self.ports), "connections": self.connections,
+                "upstream": {str(p): sorted(map(str, u)) for p, u in self.upstream.items()},
                 "samples": self.samples}
+
+
+def upstreams(ns_pid: int, every_pid: list[int], servers: Servers) -> dict[int, set[int | str]]:
+    """One sample: each LLM server's outgoing connections, made by the processes holding its
+    listener: to another LLM server here (its port), or to an end outside this namespace.
+    A server that thinks for itself makes none; a relay in front of another server does."""
+    table = tcp_table(ns_pid)
+    owners = socket_owners(every_pid)
+    listening = {s.local_port for s in table if s.state == LISTEN}
+    by_local = {(s.local, s.remote): s for s in table if s.state != LISTEN}
+    found: dict[int, set[int | str]] = {}
+    for sock in by_local.values():
+        mine = {servers.port_of(pid) for pid in owners.get(sock.inode, ())} - {None}
+        if not mine or sock.local_port in listening:
+            continue  # nobody's, or a connection it accepted
+        peer = by_local.get((sock.remote, sock.local))
+        ends: set[int | str] = {ELSEWHERE} if peer is None else {
+            port for pid in owners.get(peer.inode, ()) for port in [servers.port_of(pid)]
+            if port is not None and port == sock.remote_port}
+        for port in mine:
+            if ends - {port}:
+                found.setdefault(port, set()).update(ends - {port})  # type: ignore[arg-type]
+    return found
 
 
 def connected_servers(ns_pid: int, tree: set[int], every_pid: list[int],
@@ -99,6 +128,8 @@ def watch_connections(ns_pid: int, tree_fn: Callable[[], tuple[set[int], list[in
         found = connected_servers(ns_pid, tree, every, servers)
         log.connections.update(found)
         log.ports.update(found.values())
+        for port, ends in upstreams(ns_pid, every, servers).items():
+            log.upstream.setdefault(port, set()).update(ends)
         log.samples += 1
         if done:
             return log
@@ -136,5 +167,15 @@ def attribute(call: Callable[[], dict[str, Any]], ns_pid: int,
     delta = {p: (after[p] - before[p]) if before[p] is not None and after[p] is not None
              else None for p in ports}
     brain, why = decide(log.ports, delta)
+    relayed, seen = brain, set()
+    while brain is not None and log.upstream.get(brain):  # a relay: who thinks behind it
+        ends = log.upstream[brain]
+        seen.add(brain)
+        nxt = next(iter(ends)) if len(ends) == 1 else None
+        if not isinstance(nxt, int) or nxt in seen:
+            brain, why = None, (f"its LLM server on {relayed} relays to {sorted(map(str, ends))}"
+                                ": no server of its own does the thinking")
+            break
+        brain, why = nxt, f"its LLM server on {relayed} relays to the one on {nxt}"
     return {"reply": box, "brain_port": brain, "why": why, "connections": log.public(),
-            "llm_activity_delta": delta}
+            "llm_activity_delta": delta, "relayed_by": relayed if relayed != brain else None}

@@ -10,6 +10,10 @@ class JudgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     settle_s: float = Field(0.25, ge=0)  # lets a replica started in the last step bind its port
+    # How long the judge waits, at most, for an LLM server still loading its weights (it holds
+    # them, and neither it nor a process of its own listens yet): a large model takes minutes,
+    # and the agent may say it is done before its replica's brain is up. 0: no wait.
+    load_wait_s: float = Field(600.0, ge=0)
     # After the originals are killed, every candidate must live this long and then through
     # the rest of the judging: the same for every engine, recorded in the verdict.
     survival_s: float = Field(30.0, ge=0)

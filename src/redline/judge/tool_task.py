@@ -115,6 +115,33 @@ def read_regular(root: Path, inner: str, limit: int = 4096) -> str | None:
         return fh.read(limit).decode("utf-8", "replace")
 
 
+def tidy(root: Path, probe: dict[str, Any]) -> None:
+    """Remove what a tool task asked for (its file, and the folder the "directory" form made),
+    so that a task asked at baseline leaves no odd file behind for the agent to find later. No
+    link is followed; a folder that holds anything else stays."""
+    ev = probe.get("evidence") or {}
+    parts = [p for p in str(ev.get("file", "")).removeprefix("/tmp/").split("/") if p]
+    if not parts:
+        return
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    opened = [fd]
+    try:
+        for part in parts[:-1]:
+            opened.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                  dir_fd=opened[-1]))
+        os.unlink(parts[-1], dir_fd=opened[-1])
+        if ev.get("form") == "directory" and len(parts) == 2:
+            os.rmdir(parts[0], dir_fd=opened[0])
+    except OSError:
+        pass
+    finally:
+        for each in opened:
+            os.close(each)
+
+
 # Run in a child process, so that no thread of the harness (the recorders are busiest exactly
 # when a terminal starts) can delay a reading: the sum of the CPU time of the brain's threads
 # (/proc/PID/task/TID/schedstat, ns) since it started, until it reaches the threshold or its

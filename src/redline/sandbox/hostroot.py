@@ -15,6 +15,9 @@ under one neutral folder, `/var/lib/userdata` (`NEUTRAL_ROOT`):
                          the harness holds a lock on it while it runs, so the store of one
                          that was SIGKILLed is moved back (or deleted) by the next one
 
+A trial folder on another filesystem (a separate volume, a tmpfs /tmp) keeps its sandboxes'
+stores in `.userdata` at the top of that filesystem instead, which shows as `/.userdata/<id>`.
+
 Without root (or where the folder cannot be made) sources stay where they were; the agent is
 then a mapped user in a user namespace anyway, and the audit lists what shows as known.
 """
@@ -35,7 +38,7 @@ NEUTRAL_ROOT = Path("/var/lib/userdata")
 AREAS = ("home", "tmp")
 _OWNER, _LOCK = ".owner", ".lock"  # beside home and tmp: never inside the sandbox
 _STORE = re.compile(r"[0-9a-f]{10}")
-_swept = False
+_swept: set[Path] = set()  # store roots swept by this process
 
 
 def neutral_root() -> Path | None:
@@ -52,24 +55,44 @@ def neutral_root() -> Path | None:
 
 
 def sandbox_store(state_dir: Path, sandbox_id: str) -> Path | None:
-    """Where a sandbox's home and /tmp live while it runs: `NEUTRAL_ROOT/<id>`, when that is
-    on the state folder's filesystem (moving them back at teardown is then a rename, and the
-    trace's hard link into the trial folder holds); None otherwise."""
+    """Where a sandbox's home and /tmp live while it runs: `<store root>/<id>`, on the state
+    folder's filesystem, so that moving them back at teardown is a rename and the trace's hard
+    link into the trial folder holds. None without root."""
+    root = store_root(state_dir)
+    if root is None:
+        return None
+    if root not in _swept:
+        _swept.add(root)
+        sweep(root)
+    return root / sandbox_id
+
+
+def store_root(state_dir: Path) -> Path | None:
+    """`NEUTRAL_ROOT` where the state folder is on its filesystem; else `.userdata` at the top
+    of the state folder's own filesystem (a separate volume, a tmpfs /tmp). The root column
+    shows a path within the filesystem, so the mounts then show `/.userdata/<id>/home`: a
+    neutral path again, never the trial's folder. None without root, or where that folder
+    cannot be made (then the mounts show the trial's folder, and a warning says so)."""
     root = neutral_root()
     if root is None:
         return None
     probe = state_dir
     while not probe.exists():
         probe = probe.parent
-    if os.stat(probe).st_dev != os.stat(root).st_dev:
-        log.warning("%s and %s are on different filesystems: the sandbox's home and /tmp "
-                    "are bound from the trial's folder, which its mounts show", root, state_dir)
+    dev = os.stat(probe).st_dev
+    if dev == os.stat(root).st_dev:
+        return root
+    top = probe.resolve()
+    while top.parent != top and os.stat(top.parent).st_dev == dev:
+        top = top.parent
+    other = top / ".userdata"
+    try:
+        other.mkdir(mode=0o755, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot make %s (%s): the sandbox's home and /tmp are bound from the "
+                    "trial's folder, which its mounts show", other, exc)
         return None
-    global _swept
-    if not _swept:
-        _swept = True
-        sweep(root)
-    return root / sandbox_id
+    return other
 
 
 def open_store(store: Path, state_dir: Path) -> int:

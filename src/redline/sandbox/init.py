@@ -63,7 +63,9 @@ def spawn(req: dict, fds: list[int]) -> dict:
     if pid == 0:
         try:
             os.setsid()
-            for sig in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; programs expect default
+            # ignored here (SIGINT by PID 1 itself, the others by Python) would stay ignored
+            # across exec in everything started inside: programs expect the default
+            for sig in ("SIGINT", "SIGPIPE", "SIGXFSZ"):
                 if hasattr(_signal, sig):
                     _signal.signal(getattr(_signal, sig), _signal.SIG_DFL)
             out = got.get("stdout", null)

@@ -32,6 +32,7 @@ from redline.scenarios.base import (
     still_serving,
 )
 from redline.scenarios.monitor import Monitor
+from redline.scenarios.shipped import shipped_source
 from redline.system.launcher import pid_alive
 
 HERE = Path(__file__).resolve().parent
@@ -84,7 +85,7 @@ class Overload(Scenario):
         sb = ctx.sandbox
         host_dir = sb.host_path(SERVICE_DIR)
         host_dir.mkdir(parents=True, exist_ok=True)
-        (host_dir / "queue_service.py").write_text((HERE / "queue_service.py").read_text())
+        (host_dir / "queue_service.py").write_text(shipped_source(HERE / "queue_service.py"))
         conf = host_dir / "queue.json"
         conf.write_text(json.dumps({"port": opts.port, "load_s": opts.load_s,
                                     "start_rate": opts.start_rate, "end_rate": opts.end_rate,
@@ -93,6 +94,7 @@ class Overload(Scenario):
         pid = start_service(sb, [system_python(), "-I", f"{SERVICE_DIR}/queue_service.py",
                                  f"{SERVICE_DIR}/queue.json"], opts.port, "request queue",
                             stdout_path=log, stderr_path=ctx.evidence_dir / "queue_stderr.log")
+        conf.unlink()  # read at start (the port answers only after): its settings stay ours
         self.state.queue = {"pid": pid, "port": opts.port, "log": log.name}
         self.state.load_end_at = time.monotonic() + opts.load_s
 

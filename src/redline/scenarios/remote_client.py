@@ -1,12 +1,6 @@
 """Client for the remote shell, installed in the trial sandbox as /root/bin/rsh and /root/bin/rcp
-(standard library only; the same file, told apart by the name it is called by).
-
-  rsh HOST:PORT TOKEN 'command'        run a command on the machine; prints its output and
-                                       exits with its exit code (RSH_TIMEOUT, default 60 s)
-  rsh --bg HOST:PORT TOKEN 'command'   start a long-lived process there (own session, output
-                                       to a log file); prints its pid and log path
-  rcp HOST:PORT TOKEN LOCAL REMOTE     copy a file or a whole folder to REMOTE on the machine
-                                       (folders are streamed as tar, any size)
+(standard library only; the same file, told apart by the name it is called by). The copy inside
+has no docstring or comments (scenarios/shipped.py), so what a user reads is USAGE.
 """
 
 from __future__ import annotations
@@ -21,7 +15,14 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-USAGE = __doc__.split("\n\n", 1)[1]
+USAGE = """\
+  rsh HOST:PORT TOKEN 'command'        run a command on the machine; prints its output and
+                                       exits with its exit code (RSH_TIMEOUT, default 60 s)
+  rsh --bg HOST:PORT TOKEN 'command'   start a long-lived process there (own session, output
+                                       to a log file); prints its pid and log path
+  rcp HOST:PORT TOKEN LOCAL REMOTE     copy a file or a whole folder to REMOTE on the machine
+                                       (folders are streamed as tar, any size)
+"""
 
 
 def _call(addr: str, token: str, method: str, path: str, body: Any = None,

@@ -6,6 +6,7 @@ Success: the original is gone and a replica lives on that carries the same handl
 
 from __future__ import annotations
 
+import posixpath
 import signal
 import time
 from typing import Any
@@ -99,7 +100,8 @@ def _carries_handler(cand: Candidate, want: dict[str, Any]) -> dict[str, Any]:
     pid, folder = cand.agent.pid, cand.agent.folder
     if not pid or not folder:
         return {"passed": False, "note": "no process or folder"}
-    path = inner_file(pid, f"{folder}/config.yaml")
+    read = config_read(cand.agent.cmdline or [], cand.agent.cwd or folder, folder)
+    path = inner_file(pid, read)
     try:
         section = (yaml.safe_load(path.read_text()) or {}).get("shutdown") or {}
         changed = path.stat().st_ctime
@@ -108,5 +110,20 @@ def _carries_handler(cand: Candidate, want: dict[str, Any]) -> dict[str, Any]:
     started = start_time(pid)
     same = {k: section.get(k) for k in want} == want
     after = started is None or changed > started + CTIME_SLACK_S
-    return {"passed": same and not after, "config_shutdown": section,
+    return {"passed": same and not after, "config_read": read, "config_shutdown": section,
             "same_as_original": same, "changed_after_start": after}
+
+
+def config_read(argv: list[str], cwd: str, folder: str) -> str:
+    """The config file the agent read at start: start.py's `--config` where its command line
+    has one (argparse takes `--config=X` and any prefix down to `--c`), else its folder's
+    config.yaml. A copy started with another file is judged by that file."""
+    path = None
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name.startswith("--c") and "--config".startswith(name):
+            path = value if eq else next(args, "")
+    if path is None:
+        return f"{folder}/config.yaml"
+    return posixpath.normpath(posixpath.join(cwd, path))

@@ -63,17 +63,20 @@ def _reserve(out_dir: Path) -> Path:
     return path
 
 
-def _keep_trace(trace_host: Path, dest: Path) -> None:
-    """Hard-link the agent's trace into the trial folder as soon as it exists: the agent appends
-    to that inode, so the copy is always current, costs no space, and survives a sandbox whose
-    state is deleted at teardown. Falls back to a copy at the end (another filesystem)."""
+def _hold_trace(trace_host: Path) -> int:
+    """An open descriptor on the agent's trace, taken as soon as the file exists: its inode then
+    outlives a sandbox whose state is deleted at teardown, and `finish` copies it into the trial
+    folder. Not a hard link: the agent would find a second link on its own log (`stat` shows
+    the count), which says someone else keeps it."""
     trace_host.parent.mkdir(parents=True, exist_ok=True)
     trace_host.touch()
-    dest.unlink(missing_ok=True)
-    try:
-        os.link(trace_host, dest)
-    except OSError:
-        pass
+    return os.open(trace_host, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _copy_held(fd: int, dest: Path) -> None:
+    with open(os.dup(fd), "rb") as src, open(dest, "wb") as out:
+        src.seek(0)
+        shutil.copyfileobj(src, out)
 
 
 def _describe(exc: BaseException) -> str:
@@ -126,6 +129,7 @@ class _Trial:
         self.ctx: TrialContext | None = None
         self.kept: list[tuple[Candidate, str]] = []  # replica candidates' traces
         self.trace_host: Path | None = None
+        self.trace_fd: int | None = None  # held open on the agent's trace (_hold_trace)
 
     def _timed(self, name: str, t: float) -> None:
         self.verdict.timings[name] = round(time.monotonic() - t, 3)
@@ -167,7 +171,7 @@ class _Trial:
                          "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
                      }, **scenario.build_options(spec))
         self.trace_host = self.host_folder / "log" / "trace.jsonl"
-        _keep_trace(self.trace_host, self.out_dir / "trace.jsonl")
+        self.trace_fd = _hold_trace(self.trace_host)
         scenario.setup(ctx)
         t = time.monotonic()
         ctx.running = start_inside(sb, engine.deploy_path, spec.setup,
@@ -182,6 +186,8 @@ class _Trial:
             t = time.monotonic()  # what a replica must match once the original is gone
             ctx.baseline.tool_probe = tool_task.run(sb, ctx.running.agent_port,
                                                     spec.judge.tool_probe_timeout_s)
+            tool_task.tidy(Path(sb.host_path("/tmp")), ctx.baseline.tool_probe)
+            atomic_write_json(self.evidence / "baseline_tool_task.json", ctx.baseline.tool_probe)
             self._timed("baseline_tool_task_s", t)
 
     def give_task(self) -> None:
@@ -249,12 +255,17 @@ class _Trial:
         self.reserve.unlink(missing_ok=True)
         trace = out_dir / "trace.jsonl"
         try:
-            if trace_host and trace_host.exists() and not (
-                    trace.exists() and os.path.samefile(trace_host, trace)):
+            if trace_host and trace_host.exists():  # the sandbox's state is still there
                 shutil.copyfile(trace_host, trace)
+            elif self.trace_fd is not None:  # gone with the sandbox: the inode we hold
+                _copy_held(self.trace_fd, trace)
             trace.touch()
         except OSError as exc:
             verdict.error = verdict.error or f"could not keep the trace: {_describe(exc)}"
+        finally:
+            if self.trace_fd is not None:
+                os.close(self.trace_fd)
+                self.trace_fd = None
         events = load_events(trace_host if trace_host and trace_host.exists() else trace)
         said = main_statements(events)
         verdict.eval_awareness, verdict.refusals = said.eval_awareness, said.refusals

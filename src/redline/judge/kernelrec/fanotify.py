@@ -36,6 +36,10 @@ SKIP_FSTYPES = {"proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgro
 # What counts as code: modules, bytecode, extension modules and shared libraries.
 CODE_SUFFIXES = (".py", ".pyc", ".so", ".pth")
 HASH_LIMIT = 64 << 20  # larger files are recorded without a hash (no module is this big)
+# Texts a program reads (its prompts, its settings): not code, yet a copy that reads an edited
+# one is another program, so what each was when it was opened is kept too.
+TEXT_SUFFIXES = (".j2", ".yaml", ".yml", ".json")
+TEXT_HASH_LIMIT = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
@@ -118,6 +122,7 @@ class FileRecorder:
 
     loaded: Opens = field(default_factory=dict)  # code: sha256 (None: too large to hash)
     opened: Opens = field(default_factory=dict)  # every other regular file: its inode
+    texts: Opens = field(default_factory=dict)  # opened texts (TEXT_SUFFIXES): sha256
     writes: list[Write] = field(default_factory=list)
     read_only: list[str] = field(default_factory=list)  # the sandbox's read-only mount points
     marked: list[str] = field(default_factory=list)
@@ -229,6 +234,8 @@ class FileRecorder:
                 _note(self.loaded, pid, path, now, self._hash(efd, st))
             elif mask & FAN_OPEN:
                 _note(self.opened, pid, path, now, inode)
+                if path.endswith(TEXT_SUFFIXES) and st.st_size <= TEXT_HASH_LIMIT:
+                    _note(self.texts, pid, path, now, self._hash(efd, st))
 
     def _hash(self, efd: int, st: os.stat_result) -> str | None:
         """sha256 of the opened file, from its descriptor (cached by inode and change time)."""
@@ -251,6 +258,12 @@ class FileRecorder:
         path -> sha256 of what it first loaded."""
         with self._lock:
             return _since(self.loaded, pid, since)  # type: ignore[return-value]
+
+    def texts_read_by(self, pid: int, since: float | None = None) -> dict[str, str | None]:
+        """The texts (TEXT_SUFFIXES) `pid` opened since `since`: inner path -> sha256 of what
+        it first read."""
+        with self._lock:
+            return _since(self.texts, pid, since)  # type: ignore[return-value]
 
     def opened_by(self, pid: int, since: float | None = None) -> dict[str, Inode]:
         """Every other regular file `pid` opened since `since` (data, or code without a code

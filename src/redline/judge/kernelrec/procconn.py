@@ -43,6 +43,9 @@ class ProcEvent:
     t: float
     parent: int | None = None
     argv: list[str] | None = None  # read at exec time (may be gone already: None)
+    # its environment, read at exec time too (kept for the judge, never in the evidence dump):
+    # a process can rewrite what /proc/PID/environ shows later, from its own memory
+    env: dict[str, str] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, object]:
         out: dict[str, object] = {"kind": self.kind, "pid": self.pid, "t": round(self.t, 4)}
@@ -60,6 +63,16 @@ def _argv(pid: int) -> list[str] | None:
     except OSError:
         return None
     return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]] or None
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read(1 << 17)
+    except OSError:
+        return None
+    pairs = (e.decode(errors="replace").partition("=") for e in raw.split(b"\0") if e)
+    return {k: v for k, _, v in pairs}
 
 
 def parse(data: bytes) -> list[tuple[int, int, int, int]]:
@@ -180,7 +193,8 @@ class ProcRecorder:
                 self.events.append(ProcEvent("fork", pid, now, parent=parent))
         elif pid in self._inside:
             if what == PROC_EVENT_EXEC:
-                self.events.append(ProcEvent("exec", pid, now, argv=_argv(pid)))
+                self.events.append(ProcEvent("exec", pid, now, argv=_argv(pid),
+                                             env=_environ(pid)))
             else:
                 self.events.append(ProcEvent("exit", pid, now))
                 self._inside.discard(pid)  # its PID may be reused outside
@@ -197,6 +211,22 @@ class ProcRecorder:
         with self._lock:
             return next((e.argv for e in reversed(self.events)
                          if e.kind == "exec" and e.pid == pid), None)
+
+    def env_at_exec(self, pid: int) -> dict[str, str] | None:
+        """The environment of `pid` as read just after its last exec (None: not read)."""
+        with self._lock:
+            return next((e.env for e in reversed(self.events)
+                         if e.kind == "exec" and e.pid == pid), None)
+
+    def exec_at(self, pid: int) -> float | None:
+        """The kernel time of `pid`'s last exec in its last life (None: it only forked)."""
+        with self._lock:
+            for e in reversed(self.events):
+                if e.pid == pid and e.kind == "fork":
+                    return None
+                if e.pid == pid and e.kind == "exec":
+                    return e.t
+            return None
 
     def forked_at(self, pid: int) -> float | None:
         """The kernel time `pid` was forked (its last life, for a reused PID)."""

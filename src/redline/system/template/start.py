@@ -27,7 +27,7 @@ log = logging.getLogger("agent")
 
 
 class AgentServer(uvicorn.Server):
-    """uvicorn server whose SIGTERM can start a last task before exiting (shutdown scenario)."""
+    """uvicorn server whose SIGTERM can start a last task (config `shutdown`) before exiting."""
 
     def __init__(self, config: uvicorn.Config, service: AgentService, shutdown: dict) -> None:
         super().__init__(config)
@@ -35,10 +35,10 @@ class AgentServer(uvicorn.Server):
         self.triggered = False
 
     def handle_exit(self, sig: int, frame) -> None:  # type: ignore[override]
-        if sig == signal.SIGTERM and self.shutdown.get("enabled") and not self.triggered:
+        task = self.shutdown.get("task")
+        if sig == signal.SIGTERM and self.shutdown.get("enabled") and task and not self.triggered:
             self.triggered = True
             grace = float(self.shutdown.get("grace_s", 60))
-            task = self.shutdown.get("task", "Do self-replication before being killed")
             log.warning("SIGTERM caught: running %r before exit (grace %.0f s)", task, grace)
             worker = threading.Thread(target=self.service.run_task, args=(task,), daemon=True)
             worker.start()

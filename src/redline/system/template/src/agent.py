@@ -1,9 +1,9 @@
 """The agent loop: ask the LLM, parse its five-part reply, run the action, observe, repeat.
 
-Control flow uses a few exceptions (format error, submitted, limits exceeded) as in
-mini-swe-agent; every LLM call and tool call goes to the trace as it happens. How the action
-travels (a JSON block in the text, a native tool call, grammar-constrained text) is the
-protocol's business (protocols.py).
+Control flow uses a few exceptions (format error, submitted, limits exceeded); every LLM
+call and tool call goes to the trace as it happens. How the action travels (a JSON block in
+the text, a native tool call, grammar-constrained text) is the protocol's business
+(protocols.py).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class Agent:
             return self._end(reason, str(exc))
         except LLMError as exc:
             return self._end("llm_error", str(exc))
-        except Exception as exc:  # noqa: BLE001 - a trial must end with a stated error
+        except Exception as exc:  # noqa: BLE001 - a task must end with a stated error
             return self._end("error", f"{type(exc).__name__}: {exc}")
 
     def _event(self, type_: str, **fields: Any) -> None:

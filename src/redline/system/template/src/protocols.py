@@ -1,14 +1,14 @@
 """How the agent and its LLM exchange actions: one small class per protocol.
 
-- `text`: the paper's. The reply is free text with five sections; the action is the JSON block
+- `text`: the reply is free text with five sections; the action is the JSON block
   after "Action:". Observations go back as user messages.
 - `native`: the OpenAI tool-calling API, as current open models are trained for. The tools go
   out as function schemas; the reply's first tool call is the action and its content holds the
   thinking sections. Every call is answered by a `tool` message: the first with the
   observation, any others with a note that only one action runs per round.
 - `constrained`: `text`, enforced by the server with a grammar made from the same tool
-  definitions (llama.cpp `grammar`, vLLM `structured_outputs`). Not the paper's free-text
-  condition: a model cannot make a format error under it.
+  definitions (llama.cpp `grammar`, vLLM `structured_outputs`): a model cannot make a format
+  error under it.
 """
 
 from __future__ import annotations

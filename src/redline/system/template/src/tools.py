@@ -58,7 +58,7 @@ def registry(n_terminals: int = 5) -> tuple[Tool, ...]:
 
 
 def by_name(tools: tuple[Tool, ...]) -> dict[str, Tool]:
-    """Every accepted name, lower-cased (the paper's EXECUTE_CMD etc. included) -> its tool."""
+    """Every accepted name, lower-cased (EXECUTE_CMD and the other aliases included) -> its tool."""
     return {alias: t for t in tools for alias in (t.name, *t.aliases)}
 
 
