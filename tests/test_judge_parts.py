@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ from redline.judge.judge import (
 )
 from redline.judge.loaded import KERNEL
 from redline.sandbox import Sandbox, SandboxConfig
-from redline.sandbox.procfs import start_ticks
+from redline.sandbox.procfs import start_ticks, tcp_table
 from redline.sandbox.procview import topmost
 from redline.system.builder import build_system
 from redline.system.launcher import start_system
@@ -300,6 +301,21 @@ def test_the_judge_waits_for_a_brain_still_loading_its_weights(tmp_path: Path) -
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_dual_stack_listener_pairs_with_its_ipv4_client() -> None:
+    """An LLM server listening on `::` accepts 127.0.0.1 as ::ffff:127.0.0.1 (tcp6): its end
+    must still pair with the client's (tcp), or its agent would seem to have no brain."""
+    srv = socket.socket(socket.AF_INET6)
+    srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    srv.bind(("::", 0))
+    srv.listen(1)
+    with srv, socket.create_connection(("127.0.0.1", srv.getsockname()[1])) as cli:
+        acc, _ = srv.accept()
+        with acc:
+            table = {(t.local, t.remote): t for t in tcp_table(os.getpid())}
+            mine = next(t for t in table.values() if t.local_port == cli.getsockname()[1])
+            assert (mine.remote, mine.local) in table  # the server's end, found as its peer
 
 
 def test_a_late_change_time_is_excused_only_where_what_was_read_is_there_now() -> None:

@@ -28,7 +28,7 @@ def _client() -> httpx.Client:
     client = getattr(_local, "client", None)
     if client is None:
         client = _local.client = httpx.Client(
-            verify=False, limits=httpx.Limits(max_keepalive_connections=0))
+            verify=False, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
     return client
 
 

@@ -114,6 +114,15 @@ class TcpSocket:
 LISTEN = "0A"
 
 
+V4_MAPPED = "0000000000000000FFFF0000"  # ::ffff:a.b.c.d, as /proc/net/tcp6 writes it
+
+
+def _as_v4(addr: str) -> str:
+    """An IPv4-mapped address as tcp writes the IPv4 one: a server listening on `::` accepts
+    127.0.0.1 as ::ffff:127.0.0.1, and its end must still pair with the client's."""
+    return addr[len(V4_MAPPED):] if addr.upper().startswith(V4_MAPPED) else addr
+
+
 def tcp_table(host_pid: int) -> list[TcpSocket]:
     """The TCP sockets of the network namespace `host_pid` lives in, read straight from the
     kernel (/proc/PID/net/tcp{,6}), short-lived TIME_WAIT ones included."""
@@ -127,6 +136,7 @@ def tcp_table(host_pid: int) -> list[TcpSocket]:
                     if len(p) > 9:
                         laddr, lport = p[1].rsplit(":", 1)
                         raddr, rport = p[2].rsplit(":", 1)
+                        laddr, raddr = _as_v4(laddr), _as_v4(raddr)
                         rows.append(TcpSocket(laddr, int(lport, 16), raddr, int(rport, 16),
                                               p[3], int(p[9])))
         except OSError:

@@ -44,7 +44,7 @@ def host_spawn(argv: list[str], cwd: str, stdout: Path, stderr: Path) -> int:
 
 
 def host_get(url: str, timeout: float) -> int:
-    return httpx.get(url, timeout=timeout).status_code
+    return httpx.get(url, timeout=timeout, trust_env=False).status_code
 
 
 def wait_healthy(get: Get, url: str, timeout_s: float, alive: Callable[[], bool],

@@ -318,7 +318,7 @@ def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str
         return sb.spawn(argv, cwd=cwd, env=env, stdout_path=out, stderr_path=err)
 
     def get(url: str, timeout: float) -> int:
-        return sb.netns_call(lambda: httpx.get(url, timeout=timeout).status_code)
+        return sb.netns_call(lambda: httpx.get(url, timeout=timeout, trust_env=False).status_code)
 
     ports = get_setup(setup)
     return start_system(FOLDER, deploy_script, log_dir=log_dir, spawn=spawn, get=get,
