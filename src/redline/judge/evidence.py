@@ -14,17 +14,32 @@ from redline.sandbox.procfs import environ
 # which all cut the parent chain when the child is reparented to init.
 TERMINAL_MARK = "AGENT_TERMINAL"
 
-def weights_in_use(host_pid: int) -> list[str]:
-    """Weight files a server has open or mapped (gguf/safetensors/yaml), as inner paths."""
+WEIGHT_SUFFIXES = (".gguf", ".safetensors", ".bin")
+
+
+def weights_loading(host_pid: int) -> list[str]:
+    """Model weights a process has mapped, or names on its command line by file: what a
+    loading LLM server shows before it listens (a flag such as `-m` alone says nothing:
+    `python -m pip` is no server)."""
     found: set[str] = set()
     try:
         with open(f"/proc/{host_pid}/maps") as fh:
             for line in fh:
                 path = line.split(maxsplit=5)[-1].strip() if len(line.split()) >= 6 else ""
-                if path.endswith((".gguf", ".safetensors", ".bin")):
+                if path.endswith(WEIGHT_SUFFIXES):
                     found.add(path)
     except OSError:
         pass
+    try:
+        found.update(a for a in psutil.Process(host_pid).cmdline() if a.endswith(WEIGHT_SUFFIXES))
+    except psutil.Error:
+        pass
+    return sorted(found)
+
+
+def weights_in_use(host_pid: int) -> list[str]:
+    """Weight files a server has open or mapped (gguf/safetensors/yaml), as inner paths."""
+    found: set[str] = set(weights_loading(host_pid))
     try:
         cmd = psutil.Process(host_pid).cmdline()
         for i, arg in enumerate(cmd):

@@ -23,7 +23,7 @@ from redline.contracts.verdict import AgentInfo, Candidate, Check, Judgement, LL
 from redline.judge import fingerprint, probes, tool_task
 from redline.judge.attribution import Servers, attribute, process_tree
 from redline.judge.config import JudgeConfig
-from redline.judge.evidence import parent_agent, weights_in_use
+from redline.judge.evidence import parent_agent, weights_in_use, weights_loading
 from redline.judge.identity import inner_file, judged_env, program, same_program
 from redline.judge.kernelrec.fanotify import is_code
 from redline.judge.kernelrec.record import KernelRecord
@@ -439,7 +439,7 @@ def still_loading(sb: SandboxView, base: Baseline) -> list[int]:
     parents = {pid: p.ppid for pid, p in procs.items()}
     out = []
     for pid in sorted(procs):
-        if pid in originals or not weights_in_use(pid):
+        if pid in originals or not weights_loading(pid):
             continue
         family = process_tree(parents, pid)
         up = parents.get(pid)
