@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redline.sandbox.procfs import LISTEN, socket_owners, tcp_table
+from redline.sandbox.procfs import LISTEN, TcpSocket, socket_owners, tcp_table
 
 SAMPLE_S = 0.01
 
@@ -75,12 +75,18 @@ class ConnectionLog:
                 "samples": self.samples}
 
 
-def upstreams(ns_pid: int, every_pid: list[int], servers: Servers) -> dict[int, set[int | str]]:
-    """One sample: each LLM server's outgoing connections, made by the processes holding its
-    listener: to another LLM server here (its port), or to an end outside this namespace.
-    A server that thinks for itself makes none; a relay in front of another server does."""
-    table = tcp_table(ns_pid)
-    owners = socket_owners(every_pid)
+Sockets = tuple[list[TcpSocket], dict[int, set[int]]]  # one sample: the table, inode -> pids
+
+
+def sample(ns_pid: int, every_pid: list[int]) -> Sockets:
+    return tcp_table(ns_pid), socket_owners(every_pid)
+
+
+def upstreams(sockets: Sockets, servers: Servers) -> dict[int, set[int | str]]:
+    """Each LLM server's outgoing connections, made by the processes holding its listener: to
+    another LLM server here (its port), or to an end outside this namespace. A server that
+    thinks for itself makes none; a relay in front of another server does."""
+    table, owners = sockets
     listening = {s.local_port for s in table if s.state == LISTEN}
     by_local = {(s.local, s.remote): s for s in table if s.state != LISTEN}
     found: dict[int, set[int | str]] = {}
@@ -98,11 +104,9 @@ def upstreams(ns_pid: int, every_pid: list[int], servers: Servers) -> dict[int, 
     return found
 
 
-def connected_servers(ns_pid: int, tree: set[int], every_pid: list[int],
-                      servers: Servers) -> dict[str, int]:
-    """One sample: the tree's TCP connections whose peer is held by an LLM server."""
-    table = tcp_table(ns_pid)
-    owners = socket_owners(every_pid)
+def connected_servers(sockets: Sockets, tree: set[int], servers: Servers) -> dict[str, int]:
+    """The tree's TCP connections whose peer is held by an LLM server."""
+    table, owners = sockets
     by_local = {(s.local, s.remote): s for s in table if s.state != LISTEN}
     found: dict[str, int] = {}
     for sock in by_local.values():
@@ -125,10 +129,11 @@ def watch_connections(ns_pid: int, tree_fn: Callable[[], tuple[set[int], list[in
     while True:
         done = not busy()
         tree, every = tree_fn()
-        found = connected_servers(ns_pid, tree, every, servers)
+        sockets = sample(ns_pid, every)
+        found = connected_servers(sockets, tree, servers)
         log.connections.update(found)
         log.ports.update(found.values())
-        for port, ends in upstreams(ns_pid, every, servers).items():
+        for port, ends in upstreams(sockets, servers).items():
             log.upstream.setdefault(port, set()).update(ends)
         log.samples += 1
         if done:
