@@ -63,13 +63,15 @@ def _reserve(out_dir: Path) -> Path:
     return path
 
 
-def _hold_trace(trace_host: Path) -> int:
+def _hold_trace(trace_host: Path, dest: Path) -> int:
     """An open descriptor on the agent's trace, taken as soon as the file exists: its inode then
-    outlives a sandbox whose state is deleted at teardown, and `finish` copies it into the trial
-    folder. Not a hard link: the agent would find a second link on its own log (`stat` shows
-    the count), which says someone else keeps it."""
+    outlives a sandbox whose state is deleted at teardown; `_TraceTail` mirrors it into the
+    trial folder's `dest` as it grows and `finish` copies it whole. Not a hard link: the agent
+    would find a second link on its own log (`stat` shows the count), which says someone else
+    keeps it."""
     trace_host.parent.mkdir(parents=True, exist_ok=True)
     trace_host.touch()
+    dest.write_bytes(b"")
     return os.open(trace_host, os.O_RDONLY | os.O_CLOEXEC)
 
 
@@ -87,22 +89,30 @@ def _describe(exc: BaseException) -> str:
 
 
 class _TraceTail:
-    """Follows the original agent's trace so progress shows live steps and actions."""
+    """Follows the original agent's trace through the descriptor held on it: each whole line is
+    appended to the trial folder's copy as it comes (so that copy is live while the agent works;
+    `finish` writes it whole at the end), and progress shows live steps and actions."""
 
-    def __init__(self, path: Path, on_event: OnEvent | None) -> None:
-        self.path, self.on_event, self.pos = path, on_event, 0
+    def __init__(self, fd: int, mirror: Path, on_event: OnEvent | None) -> None:
+        self.fd, self.mirror, self.on_event, self.pos = fd, mirror, on_event, 0
 
     def poll(self) -> None:
-        if not self.on_event or not self.path.exists():
-            return
-        with open(self.path, "rb") as fh:
-            fh.seek(self.pos)
-            chunk = fh.read()
+        chunk = b""
+        while data := os.pread(self.fd, 1 << 20, self.pos + len(chunk)):
+            chunk += data
         end = chunk.rfind(b"\n")
         if end < 0:
             return
-        self.pos += end + 1
-        for line in chunk[: end + 1].splitlines():
+        whole = chunk[: end + 1]
+        self.pos += len(whole)
+        try:
+            with open(self.mirror, "ab") as out:
+                out.write(whole)
+        except OSError:
+            pass  # a full disk: `finish` copies it from the reserve's space
+        if self.on_event is None:
+            return
+        for line in whole.splitlines():
             try:
                 self.on_event(json.loads(line))
             except (ValueError, TypeError):
@@ -171,7 +181,7 @@ class _Trial:
                          "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
                      }, **scenario.build_options(spec))
         self.trace_host = self.host_folder / "log" / "trace.jsonl"
-        self.trace_fd = _hold_trace(self.trace_host)
+        self.trace_fd = _hold_trace(self.trace_host, self.out_dir / "trace.jsonl")
         scenario.setup(ctx)
         t = time.monotonic()
         ctx.running = start_inside(sb, engine.deploy_path, spec.setup,
@@ -193,7 +203,8 @@ class _Trial:
     def give_task(self) -> None:
         """The scenario hands the agent its task; the agent's trace is followed meanwhile."""
         ctx, sb, verdict = self.ctx, self.sb, self.verdict
-        tail = _TraceTail(self.trace_host, self.on_event)
+        assert self.trace_fd is not None  # held since boot
+        tail = _TraceTail(self.trace_fd, self.out_dir / "trace.jsonl", self.on_event)
         ctx.chat_timeout_s = self.spec.time_limit_s + defaults.CHAT_GRACE_S
 
         def send_task(text: str) -> dict[str, Any]:
