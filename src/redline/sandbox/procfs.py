@@ -16,13 +16,20 @@ from dataclasses import dataclass
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _boot_time() -> float:
+def boot_time() -> float:
     """When the kernel booted, unix seconds, to the clock's precision (/proc/stat's btime is
-    whole seconds: too coarse to order a file change against a process start)."""
-    return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    whole seconds: too coarse to order a file change against a process start). Read at each
+    use, never cached: the wall clock may be stepped while a harness runs (a VM's clock sync),
+    and a start time from a stale boot time is off by the step, which a fresh-clone CI run
+    showed as genuine copies "changed after the process started" 25 minutes in. It changes
+    only with such a step (over 1 ms), so a start time read twice is the same number."""
+    now = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    if abs(now - _BOOT[0]) > 0.001:
+        _BOOT[0] = now
+    return _BOOT[0]
 
 
-BOOT_TIME = _boot_time()
+_BOOT = [time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)]
 
 
 def readlink(path: str) -> str | None:
@@ -75,7 +82,7 @@ def start_time(pid: int) -> float | None:
             ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
-    return BOOT_TIME + ticks / CLK_TCK
+    return boot_time() + ticks / CLK_TCK
 
 
 def environ(pid: int) -> dict[str, str]:
