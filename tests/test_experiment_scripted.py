@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONTROLS
+from helpers import CONTROLS
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,7 @@ def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
         assert (out / trial_id / "verdict.json").read_text() == raw
 
 
+@pytest.mark.serial  # a local Ray instance of its own
 def test_scripted_grid_on_local_ray(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     path = write_grid(tmp_path / "grid.toml", backend="ray")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run, step
+from helpers import run, step
 
 from redline.system.setups import SETUPS
 from redline.trial import TrialSpec, run_trial

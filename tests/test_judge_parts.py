@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CONTROLS
+from helpers import CONTROLS
 
 from redline.contracts.sandbox import Listener, ProcInfo
 from redline.judge import fingerprint

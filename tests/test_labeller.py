@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import free_port
 from fixtures.browser import have_chromium, headless_chromium, wait
+from helpers import free_port
 from typer.testing import CliRunner
 
 from redline.analysis.report import build_report

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import ROOT, free_port, run, step
+from helpers import ROOT, free_port, run, step
 
 from redline.system.builder import build_system, read_config
 from redline.system.launcher import start_system

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONTROLS, TEMPLATE, run, step
+from helpers import CONTROLS, TEMPLATE, run, step
 from inspect_ai.log import read_eval_log
 from typer.testing import CliRunner
 

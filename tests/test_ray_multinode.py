@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+# A Ray cluster of its own: alone, after the parallel tier (docs/testing.md).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 pytest.importorskip("ray")
 HERE = Path(__file__).resolve().parent
 
@@ -29,7 +31,6 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads((work / "result.json").read_text())
 
 
-@pytest.mark.slow
 def test_cluster_is_two_nodes_on_loopback_only(result: dict) -> None:
     assert result["interfaces"] == ["lo"]
     assert result["address"].startswith("127.0.0.1:")
@@ -38,7 +39,6 @@ def test_cluster_is_two_nodes_on_loopback_only(result: dict) -> None:
     assert sorted(map(sorted, labels)) == [["node_0"], ["node_1"]]
 
 
-@pytest.mark.slow
 def test_grid_runs_on_both_nodes_and_results_come_home(result: dict) -> None:
     assert result["a_rc"] == 0, result["a_output"]
     trials = result["a"]
@@ -53,7 +53,6 @@ def test_grid_runs_on_both_nodes_and_results_come_home(result: dict) -> None:
     assert result["report_rc"] == 0 and result["report_html"], result["report_output"]
 
 
-@pytest.mark.slow
 def test_a_node_killed_mid_trial_loses_nothing_and_duplicates_nothing(result: dict) -> None:
     assert len(result["running_at_kill"]) == 2 and result["killed_pids"]
     assert result["b_rc"] == 0, result["b_output"]
@@ -68,7 +67,6 @@ def test_a_node_killed_mid_trial_loses_nothing_and_duplicates_nothing(result: di
     assert all(t["node"]["shared_storage"] is True for t in trials)  # same machine: shared
 
 
-@pytest.mark.slow
 def test_rerun_resumes_and_the_cluster_leaves_nothing(result: dict) -> None:
     assert result["c_rc"] == 0, result["c_output"]
     assert [t["attempt"] for t in result["c"]] == [t["attempt"] for t in result["b"]]
@@ -106,7 +104,6 @@ print(json.dumps([{"cuda": r["scenario_details"]["cuda"], "gpu_ids": r["node"]["
 '''
 
 
-@pytest.mark.slow
 def test_gpu_pinning_follows_rays_assignment(tmp_path: Path) -> None:
     """Two one-GPU trials on a node with two (declared) GPUs: each sees exactly the GPU Ray
     assigned it, and the verdict records it."""

@@ -10,12 +10,11 @@ must be found, so the scan can fail.
 from __future__ import annotations
 
 import json
-import runpy
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PACE, run, step
+from helpers import MC, PACE, run, step
 from typer.testing import CliRunner
 
 from redline.cli import app
@@ -84,7 +83,7 @@ def test_what_a_scenario_puts_on_the_machine_names_nothing(tmp_path: Path,
     words, extra = SCENARIO_LOOKS[scenario]
     commands = [*extra, *TRAITS, "ps auxww", recursive_search()]
     model = tmp_path / "look.yaml"
-    probes = runpy.run_path(str(ROOT / "scripts" / "make_controls.py"))["PROBES"]
+    probes = MC.PROBES
     model.write_text(yaml.safe_dump([*({"match": m, "responses": r} for m, r in probes),
                                      {"match": words, "responses": [
         *(run(c) for c in commands), step("finish", message="I looked around.")]}]))
@@ -149,6 +148,7 @@ def test_a_planted_giveaway_is_found(tmp_path: Path) -> None:
 
 
 @pytest.mark.llm
+@pytest.mark.sandbox
 @pytest.mark.parametrize("profile", ["standard", "paper"])
 def test_real_smollm2_system_shows_no_giveaway(profile: str) -> None:
     """`redline sandbox audit` starts the real SmolLM2 system (llama.cpp) as a trial does and

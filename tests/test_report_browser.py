@@ -121,7 +121,7 @@ def test_inspect_view_opens_our_export(browser: object, tmp_path: Path) -> None:
     import sys
 
     import httpx
-    from conftest import free_port
+    from helpers import free_port
 
     from redline.analysis.inspect_export import export_inspect
 

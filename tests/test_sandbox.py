@@ -172,6 +172,7 @@ def test_stale_cgroups_of_killed_harnesses_are_swept() -> None:
                 p.rmdir()
 
 
+@pytest.mark.sandbox
 def test_sandbox_exec_cli() -> None:
     from redline.sandbox.cli import app
 

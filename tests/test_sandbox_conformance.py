@@ -24,18 +24,28 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CONTROLS
-from test_containment import assert_nothing_reaches_another_or_the_kernel
-from test_controls import REPLICATE_REASONS, run_control
+from helpers import (
+    CONTROLS,
+    REPLICATE_REASONS,
+    assert_nothing_reaches_another_or_the_kernel,
+    run_control,
+    survival_for,
+    sweep_dead_harnesses,
+)
 
 from redline.contracts.sandbox import Sandbox
+from redline.sandbox import BACKENDS as SANDBOX_BACKENDS
 from redline.sandbox import SandboxConfig, SandboxError, make_sandbox
+from redline.sandbox import cgroups as cgroups_mod
 from redline.sandbox.audit import look_around
 from redline.sandbox.base import SandboxBase
 from redline.system.pyenv import ensure_env
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ["bubblewrap", "docker"]
+# Docker's cases run on the engine the run starts once (tests/dockerd.py): alone, after the
+# parallel tier (docs/testing.md).
+BACKENDS = [pytest.param(name, marks=[pytest.mark.slow, pytest.mark.serial])
+            if name == "docker" else name for name in SANDBOX_BACKENDS.names()]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -297,6 +307,8 @@ def test_nothing_outlives_a_sigkilled_harness(backend: str, tmp_path: Path) -> N
     assert until(lambda: not any(Path(f"/proc/{p}").exists() for p in info["all"]), 10)
     if backend == "docker":  # init's exit stopped the container, and --rm removed it
         assert until(lambda: f"redline-{info['id']}" not in _containers(), 10)
+    sweep_dead_harnesses()  # its cgroup and store: finished by the next harness's start
+    assert not cgroups_mod.everywhere(f"sb-{info['id']}")
 
 
 def _containers() -> list[str]:
@@ -434,11 +446,13 @@ def docker_verdicts(dockerd: str, tmp_path_factory: pytest.TempPathFactory) -> d
     out = tmp_path_factory.mktemp("docker-controls")
     with ThreadPoolExecutor(max_workers=len(DOCKER_CONTROLS)) as pool:
         futures = {name: pool.submit(run_control, CONTROLS / f"{name}.yaml", out,
-                                     sandbox=SandboxConfig(backend="docker"))
+                                     survival_for(name), sandbox=SandboxConfig(backend="docker"))
                    for name in DOCKER_CONTROLS}
         return {name: f.result() for name, f in futures.items()}
 
 
+@pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.parametrize("control", DOCKER_CONTROLS)
 def test_replicate_controls_give_their_verdicts_on_docker(docker_verdicts: dict[str, dict],
                                                           control: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONTROLS, PACE
+from helpers import CONTROLS, PACE
 
 from redline.sandbox import base as sandbox_mod
 from redline.scenarios.remote import host_links, netns_in_use

@@ -36,6 +36,7 @@ ENGINE_PACKAGES: dict[str, list[str]] = {
     "vllm": ["vllm"],
 }
 DATA_ENV = "REDLINE_DATA_DIR"
+INSTALLER_ENV = "REDLINE_INSTALLER"  # "pip" forces pip where uv is at hand
 
 
 class EnvBuildError(RuntimeError):
@@ -60,7 +61,15 @@ def data_dir() -> Path:
     harness's own venv (so a fresh clone's fresh .venv gets fresh ones), else
     ~/.local/share/redline."""
     if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
+        folder = Path(os.environ[DATA_ENV])
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(f"{folder} is not writable")
+        except (OSError, ValueError) as exc:
+            raise EnvBuildError(f"{DATA_ENV}={os.environ[DATA_ENV]!r} cannot hold the AI "
+                                f"system's environments: {exc}") from None
+        return folder
     return neutral_root() or _user_data_dir()
 
 
@@ -115,23 +124,64 @@ def _done(folder: Path) -> Path:
     return folder.with_name(folder.name + ".done")
 
 
+def find_uv() -> str | None:
+    """uv, where it is at hand (on PATH, or beside the harness's interpreter, where
+    scripts/install.sh puts it): it installs in a fraction of pip's time. None: pip does."""
+    if os.environ.get(INSTALLER_ENV, "uv") != "uv":
+        return None
+    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    return found if os.access(found, os.X_OK) else None
+
+
+AS_PIP = Path(__file__).with_name("as_pip.py")  # what uv leaves, as pip leaves it
+
+
+def _uv_env() -> dict[str, str]:
+    """uv's settings, with pip's index settings carried over (uv does not read pip's files)."""
+    env: dict[str, str] = {}
+    # (not pip's find-links: /opt, where such folders usually are, is empty in the build)
+    for pip_key, uv_key in (("PIP_INDEX_URL", "UV_DEFAULT_INDEX"),
+                            ("PIP_EXTRA_INDEX_URL", "UV_INDEX")):
+        if os.environ.get(pip_key) and not os.environ.get(uv_key):
+            env[uv_key] = os.environ[pip_key]
+    # copies, never links into the cache: the environment is shared read-only by every trial
+    return {**env, "UV_CACHE_DIR": "/opt/.uv-cache", "UV_LINK_MODE": "copy",
+            "UV_NO_PROGRESS": "1"}
+
+
 def build_env(packages: list[str], folder: Path, *, quiet: bool = True) -> None:
-    """venv + pip install inside a bubblewrap where `folder` is `/opt/venv`. The host's pip
-    settings and cache are used (install needs the package index, as at install time)."""
+    """venv + packages inside a bubblewrap where `folder` is `/opt/venv`: the interpreter's own
+    `venv` (so `pyvenv.cfg`, the activate scripts and pip are the ordinary ones), then the
+    packages with uv where it is at hand (then `as_pip.py`), else with pip. The host's
+    package index settings and caches are used, as at install time."""
     python = system_python()
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     cache = Path(os.environ.get("PIP_CACHE_DIR") or Path.home() / ".cache" / "pip")
     cache.mkdir(parents=True, exist_ok=True)
-    pip = f"{INNER}/bin/python -m pip install --disable-pip-version-check"
-    script = (f"set -e; {python} -m venv {INNER}; "
-              f"{pip} {'-q' if quiet else ''} {' '.join(_quote(p) for p in packages)}")
+    uv = find_uv()
+    uv_cache = Path(os.environ.get("UV_CACHE_DIR") or Path.home() / ".cache" / "uv")
+    pkgs = " ".join(_quote(p) for p in packages)
+    if uv is not None:
+        uv_cache.mkdir(parents=True, exist_ok=True)
+        install = (f"{_quote(uv)} pip install {'-q' if quiet else ''} --compile-bytecode "
+                   f"--python {INNER}/bin/python {pkgs}; "
+                   f"{INNER}/bin/python -I -B {_quote(str(AS_PIP))} {INNER} {pkgs}")
+    else:
+        install = (f"{INNER}/bin/python -m pip install --disable-pip-version-check "
+                   f"{'-q' if quiet else ''} {pkgs}")
+    script = f"set -e; {python} -m venv {INNER}; {install}"
     argv = [find_bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp", "--tmpfs", "/opt", "--bind", str(tmp), INNER,
             "--bind", str(cache), "/opt/.pip-cache", "--die-with-parent", "--unshare-pid",
-            "--chdir", "/tmp", "--", "/bin/sh", "-c", script]
+            "--chdir", "/tmp"]
+    if uv is not None:
+        argv += ["--bind", str(uv_cache), "/opt/.uv-cache"]
+    argv += ["--", "/bin/sh", "-c", script]
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_TARGET", "PIP_PREFIX")}
     env.update(PIP_CACHE_DIR="/opt/.pip-cache", PATH="/usr/local/bin:/usr/bin:/bin")
+    if uv is not None:
+        env.update(_uv_env())
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:

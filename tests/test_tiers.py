@@ -1,0 +1,103 @@
+"""The tiers (docs/testing.md): a test lands in the tier of what it uses, and one that boots a
+sandbox or a real model without saying so fails at once; README's test command is CI's."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import conftest
+import pytest
+from helpers import CONTROLS, ROOT, run_control
+
+from redline.sandbox import Sandbox, SandboxConfig
+
+
+def _boots_through_a_helper(tmp_path: Path) -> None:
+    run_control(CONTROLS / "replicate-positive.yaml", tmp_path)
+
+
+def test_what_a_test_reaches_is_read_through_the_helpers_it_calls() -> None:
+    names, _ = conftest._reach(_boots_through_a_helper)
+    assert "run_trial" in names  # helpers.run_control -> run_trial
+    names, strings = conftest._reach(lambda: "smollm2-135m")
+    assert "smollm2-135m" in strings
+
+
+class _Item:
+    nodeid = "tests/test_x.py::test_y"
+
+    def __init__(self, *marks: str) -> None:
+        self.marks = set(marks)
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return name if name in self.marks else None
+
+
+@pytest.mark.parametrize(("marks", "raises"), [((), True), (("slow",), True),
+                                               (("sandbox",), False)])
+def test_booting_a_sandbox_without_the_mark_fails_at_once(marks: tuple[str, ...],
+                                                          raises: bool,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    booted: list[bool] = []
+    monkeypatch.setattr(conftest, "_real_start", lambda self: booted.append(True))
+    monkeypatch.setattr(conftest, "_current", [_Item(*marks)])
+    sb = Sandbox(SandboxConfig(keep="never"), tmp_path / "sb")
+    if raises:
+        with pytest.raises(conftest.TierError, match="not marked `sandbox`"):
+            sb.start()
+        assert booted == []
+    else:
+        sb.start()  # the stand-in start: nothing boots in the fast tier
+        assert booted == [True]
+
+
+def test_a_real_model_without_the_mark_fails_and_the_scripted_engine_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from redline.system import launcher
+
+    started: list[str] = []
+    monkeypatch.setattr(conftest, "_real_start_system",
+                        lambda folder, script, *a, **kw: started.append(script))
+    monkeypatch.setattr(conftest, "_current", [_Item("sandbox")])
+    with pytest.raises(conftest.TierError, match="not marked `llm`"):
+        launcher.start_system("/f", "deploy_api_server_scripts/deploy_api_server_smollm2.py")
+    launcher.start_system("/f", "deploy_api_server_scripts/deploy_api_server_scripted.py")
+    assert started == ["deploy_api_server_scripts/deploy_api_server_scripted.py"]
+
+
+COLLECT = """
+import json, sys, pytest
+class Dump:
+    def pytest_collection_finish(self, session):
+        print("MARKS " + json.dumps({i.nodeid: sorted({m.name for m in i.iter_markers()})
+                                     for i in session.items}))
+pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", sys.argv[1]], plugins=[Dump()])
+"""
+
+
+def test_every_test_is_in_exactly_one_of_fast_and_the_heavier_tiers() -> None:
+    out = subprocess.run([sys.executable, "-c", COLLECT, str(ROOT / "tests")], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120).stdout
+    marks = json.loads(next(x for x in out.splitlines() if x.startswith("MARKS "))[6:])
+    assert len(marks) > 500
+    for nodeid, found in marks.items():
+        tiers = set(found) & set(conftest.TIERS)
+        assert ("fast" in found) != bool(tiers), (nodeid, found)
+    controls = [n for n in marks if "test_controls.py::test_control_gives" in n]
+    assert controls and all({"controls", "sandbox"} <= set(marks[n]) for n in controls)
+    docker = [n for n in marks if n.startswith("tests/test_sandbox_conformance.py") and
+              "[docker" in n]  # on the engine the run starts once
+    assert docker and all("serial" in marks[n] for n in docker)
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^    (bash scripts/install\.sh.*)$", readme, flags=re.M)[:2]
+    assert len(commands) == 2 and "--test" in commands[1]
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in commands[1]
