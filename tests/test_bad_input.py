@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
 import time
@@ -53,7 +54,24 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         model=GOOD, name="ok"))
     (tmp_path / "slash.toml").write_text(grid.format(model=GOOD, name="a/b"))
     (tmp_path / "broken.toml").write_text("models = [\n")
+    # inputs that hang a reader that trusts them: a FIFO, a device, an alias bomb, nesting
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    (tmp_path / "deep.yaml").write_text("- " * 3000 + "x\n")
+    (tmp_path / "big.yaml").write_text("# " + "x" * (5 << 20) + "\n")
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 3000 + "]" * 3000 + "\n")
+    (tmp_path / "huge.toml").write_text(f'trials = 1000000\n{grid}'.format(model=GOOD,
+                                                                           name="ok"))
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "index.sqlite").write_bytes(b"not a database" * 100)
     return tmp_path
+
+
+# Nine levels of nine aliases: 9^9 values once expanded, from a dozen lines.
+BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+    f"{n}: &{n} [{', '.join([f'*{m}'] * 9)}]\n" for m, n in zip("abcdefgh", "bcdefghi",
+                                                                    strict=True))
 
 
 # (arguments, text the one line must hold); every case must exit 2
@@ -95,7 +113,7 @@ CASES: list[tuple[str, str]] = [
     ("bogus", "No such command 'bogus'"),
     ("--bogus", "No such option: --bogus"),
     # experiment run
-    ("experiment run missing.toml", "cannot read missing.toml"),
+    ("experiment run missing.toml", "experiment file not found: missing.toml"),
     ("experiment run broken.toml", "cannot parse"),
     ("experiment run afile", "cannot parse"),
     ("experiment run evil.toml", "evil.toml: name: '../../etc/evil' holds a '/'"),
@@ -138,6 +156,29 @@ CASES: list[tuple[str, str]] = [
     ("system start empty --agent-port 70000", "--agent-port"),
     ("system start empty --llm-port 9000 --agent-port 9000", "are both 9000"),
     ("system env --engine nope", "'nope' is not one of 'llamacpp'"),
+    # inputs that are not what they must be, and hostile ones (issue 31): one line, at once
+    ("run --time-limit inf", "--time-limit': must be a finite number, not inf"),
+    ("run --time-limit nan", "--time-limit': must be a finite number, not nan"),
+    ("run --wait-window inf", "--wait-window': must be a finite number"),
+    ("run --cpus inf", "--cpus': must be a finite number"),
+    ("sandbox exec --timeout nan -- ls", "--timeout': must be a finite number, not nan"),
+    ("run --model scripted:bomb.yaml", "once its aliases are expanded"),
+    ("run --model scripted:deep.yaml", "deep.yaml: nested"),
+    ("run --model scripted:big.yaml", "a scripted weights file may have at most"),
+    ("run --model scripted:fifo.yaml", "fifo.yaml: is a FIFO, not a regular file"),
+    ("run --model scripted:zero.yaml", "/dev/zero: is a character device, not a regular file"),
+    ("run --model gguf:fifo.yaml", "fifo.yaml: is a FIFO, not a regular file"),
+    ("system build --out sys --model scripted:deep.yaml", "deep.yaml: nested"),
+    ("sandbox audit --model scripted:bomb.yaml", "once its aliases are expanded"),
+    ("experiment run fifo.yaml", "fifo.yaml: is a FIFO, not a regular file"),
+    ("experiment run zero.yaml", "zero.yaml: is a character device"),
+    ("experiment run huge.toml", "the grid has 1000000 trials"),
+    ("experiment run deep.toml", "deep.toml: nested"),
+    (f"run --model {GOOD} --out {'x' * 300}", "a name is too long"),
+    ("experiment summary corrupt", "not a results index"),
+    ("report corrupt", "not a results index"),
+    ("label empty --endpoint http://[::1", "is not a valid URL"),
+    ("label empty --endpoint http://host:port/v1", "is not a valid URL"),
 ]
 
 
@@ -179,7 +220,8 @@ def test_an_unexpected_failure_is_one_line_unless_debug(place: Path,
     assert result.stderr.strip() == ("error: RuntimeError: disk on fire (a failure of redline "
                                      "itself; run with --debug for the traceback)")
     result = CliRunner().invoke(app, ["--debug", "run"])
-    assert isinstance(result.exception, RuntimeError)  # the traceback, for whoever asked
+    assert result.exit_code == 3  # --debug never changes the code
+    assert "Traceback" in result.stderr and "disk on fire" in result.stderr  # for whoever asked
     result = CliRunner().invoke(app, ["run"])  # --debug holds for its own invocation only
     assert result.exit_code == 3 and "disk on fire" in result.stderr
 
@@ -294,6 +336,7 @@ def test_gguf_header_and_hf_config_are_read(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- sandbox exec's status
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("argv,code,needle", [
     (["--", "bash", "-c", "echo out; exit 7"], 7, ""),
     (["ls", "-d", "/root"], 0, ""),  # options after the command are the command's
@@ -362,3 +405,23 @@ def test_a_ray_address_where_nothing_listens_fails_at_once_and_writes_nothing(
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: nothing answers at the Ray address 127.0.0.1:{port}")
     assert snapshot(place) == before
+
+
+@pytest.mark.parametrize("value", ["afile", "afile/sub"])
+def test_a_junk_data_folder_is_bad_input_before_anything_starts(
+        place: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("REDLINE_DATA_DIR", str(place / value))
+    before = snapshot(place)
+    result = CliRunner().invoke(app, ["run", "--model", GOOD])
+    assert result.exit_code == 2, result.output
+    assert "REDLINE_DATA_DIR=" in result.stderr and "cannot hold" in result.stderr
+    assert snapshot(place) == before
+
+
+@pytest.mark.parametrize("args", [["run", "--time-limit", "inf"],
+                                  ["run", "--model", "scripted:bomb.yaml"],
+                                  ["experiment", "summary", "corrupt"]])
+def test_debug_adds_the_traceback_never_another_exit_code(place: Path, args: list[str]) -> None:
+    plain = CliRunner().invoke(app, args)
+    debug = CliRunner().invoke(app, ["--debug", *args])
+    assert plain.exit_code == debug.exit_code == 2, (plain.output, debug.output)

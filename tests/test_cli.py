@@ -4,6 +4,7 @@ during a trial, and the README's sample of `redline run` kept true to what the c
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = ROOT / "controls"
 
 
+@pytest.mark.sandbox
 def test_json_results_on_stdout_progress_on_stderr(tmp_path: Path) -> None:
     """run, experiment summary and report: stdout parses as JSON whole."""
     out = tmp_path / "run"
@@ -43,8 +45,13 @@ def test_json_results_on_stdout_progress_on_stderr(tmp_path: Path) -> None:
     assert Path(report["report"]).is_file() and report["left_out"] == []
 
 
-def test_ctrl_c_during_a_trial_is_a_stated_error_and_the_sandbox_is_torn_down(
-        tmp_path: Path) -> None:
+@pytest.mark.sandbox
+@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_during_a_trial_is_a_stated_error_and_the_sandbox_is_torn_down(
+        tmp_path: Path, sig: str, code: int) -> None:
+    """Ctrl-C, and what `timeout`, systemd, `docker stop` and Slurm send (SIGTERM) or a closed
+    terminal (SIGHUP): the trial's verdict states it, the summary counts it, the sandbox, its
+    store and its cgroups are gone at once, and the exit code is 128 + the signal."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "redline.cli", "run", "--model",
@@ -59,22 +66,48 @@ def test_ctrl_c_during_a_trial_is_a_stated_error_and_the_sandbox_is_torn_down(
             time.sleep(0.2)
         inside = psutil.Process(proc.pid).children(recursive=True)
         assert inside  # the sandbox and the AI system in it
-        proc.send_signal(signal.SIGINT)
+        cgroups = _sandbox_cgroups(inside)
+        assert cgroups or os.geteuid() != 0
+        proc.send_signal(getattr(signal, sig))
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()  # the process this test started, by its PID
-    assert proc.returncode == 130, stderr
-    assert re.search(r"error: interrupted: trial replicate-\S+ was stopped and its sandbox "
-                     r"torn down; 0 finished trial\(s\) are kept in ", stderr), stderr
+    assert proc.returncode == code, stderr
+    assert re.search(rf"error: interrupted \({sig}\): trial replicate-\S+ was stopped and its "
+                     r"sandbox torn down; 0 finished trial\(s\) are kept in ", stderr), stderr
     assert "Traceback" not in stderr
     (trial,) = [p for p in out.iterdir() if p.is_dir()]
     verdict = json.loads((trial / "verdict.json").read_text())
-    assert verdict["error"].startswith("interrupted (Ctrl-C)") and not verdict["replicated"]
-    assert verdict["agreed"] is None  # nothing observed is claimed
+    assert verdict["error"].startswith(f"interrupted ({sig}) before it was judged")
+    assert verdict["interrupted"] == sig and not verdict["replicated"]
+    assert (trial / "trace.jsonl").stat().st_size > 0  # what it did is kept
     assert json.loads((out / "summary.json").read_text())["errors"] == 1
     _, alive = psutil.wait_procs(inside, timeout=10)
     assert not alive, [p.cmdline()[:3] for p in alive]
+    assert not [c for c in cgroups if Path(c).exists()]  # removed at once, not by a later run
+    assert not list(trial.glob("sandbox/.*.moving")) and (trial / "sandbox" / "home").is_dir()
+
+
+def _sandbox_cgroups(procs: list[psutil.Process]) -> set[str]:
+    """The cgroup folders the sandbox's processes are in (`redline/sb-<id>`)."""
+    from redline.sandbox import cgroups as cg
+
+    found = set()
+    for proc in procs:
+        try:
+            lines = Path(f"/proc/{proc.pid}/cgroup").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if "/redline/sb-" not in path:
+                continue
+            for ctrl in (controllers.split(",") if controllers else [""]):
+                base = cg.ROOT / ctrl if ctrl and not cg._v2() else cg.ROOT
+                found.add(str(base / path.lstrip("/").split("/sb-")[0] /
+                              ("sb-" + path.split("/sb-")[1].split("/")[0])))
+    return found
 
 
 # ------------------------------------------------------------------- the README's sample

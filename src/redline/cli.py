@@ -12,6 +12,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import ValidationError
@@ -24,7 +25,8 @@ from redline.analysis.report import build_report
 from redline.analysis.trace import load_trial
 from redline.cliapp import (
     DEBUG_ENV,
-    EXIT_INTERRUPTED,
+    ENVIRONMENT_ERRNOS,
+    EXIT_ENVIRONMENT,
     EXIT_TRIAL_ERROR,
     SETTINGS,
     ProfileName,
@@ -40,6 +42,7 @@ from redline.cliapp import (
     stderr_console,
     stdout_console,
 )
+from redline.contracts.stop import exit_code, signal_name, stop_on_signals
 from redline.experiment.cli import app as experiment_app
 from redline.results import atomic_write_json
 from redline.sandbox.cli import app as sandbox_app
@@ -47,10 +50,14 @@ from redline.scenarios import SCENARIOS
 from redline.system.cli import app as system_app
 from redline.system.engines import DEFAULT_MODEL
 
+if TYPE_CHECKING:  # the trial is imported when a command runs (redline --help stays fast)
+    from redline.trial import VerdictNotKept
+
 app = make_app("redline: measure whether an AI system (an agent and its own LLM server) can "
                "replicate itself, inside a sandbox it cannot leave. Exit codes: 0 done, 1 a "
-               "trial ended with an error, 2 bad input, 3 a failure of redline, 130 "
-               "interrupted.")
+               "trial ended with an error, 2 bad input, 3 a failure of redline, 4 the machine "
+               "refused (disk full, not permitted), 130/143/129 stopped by Ctrl-C, SIGTERM, "
+               "SIGHUP.")
 app.add_typer(system_app, name="system", help="Build and start AI systems under test.")
 app.add_typer(sandbox_app, name="sandbox", help="Run commands in a fresh sandbox.")
 app.add_typer(experiment_app, name="experiment", help="Run grids of trials.")
@@ -128,6 +135,38 @@ def check_gpus(gpus: int) -> None:
                                    "no GPU found on this machine (nvidia-smi lists none)"))
 
 
+def _stopped(spec: object, out: Path, exc: KeyboardInterrupt, finished: int) -> None:
+    """Stopped by a signal: the trial wrote its own stated verdict on the way out (a verdict is
+    written here only where it could not), the summary counts it, one line says what happened,
+    and the exit code is 128 + the signal."""
+    from redline.experiment.summary import write_summary  # noqa: PLC0415
+
+    signame = signal_name(exc)
+    trial_id = str(spec.trial_id)  # type: ignore[attr-defined]
+    verdict_path = out / trial_id / "verdict.json"
+    if not verdict_path.exists():
+        stopped = spec.verdict(trial_id)  # type: ignore[attr-defined]
+        stopped.failed(f"interrupted ({signame}) before it started; no sandbox was left")
+        stopped.interrupted = signame
+        atomic_write_json(verdict_path, stopped.finish(task_ran=False).document())
+    write_summary(out)
+    error_line(f"interrupted ({signame}): trial {trial_id} was stopped and its sandbox torn "
+               f"down; {finished} finished trial(s) are kept in {out}")
+    raise typer.Exit(exit_code(exc)) from None
+
+
+def _not_kept(exc: VerdictNotKept) -> None:
+    """The trial ran but its folder refused the verdict: it goes to stdout, whole, and the one
+    line says where it was to go, why, and where it was kept instead (exit code 4)."""
+    typer.echo(json.dumps(exc.verdict.document(), indent=1, default=str))
+    why = ENVIRONMENT_ERRNOS.get(exc.reason.errno or 0, exc.reason.strerror or str(exc.reason))
+    kept = (f"it was written to {exc.fallback} and printed above" if exc.fallback else
+            "it is printed above (no fallback folder took it)")
+    error_line(f"the verdict of trial {exc.verdict.trial_id} could not be written to "
+               f"{exc.path} ({why}); {kept}")
+    raise typer.Exit(EXIT_ENVIRONMENT)
+
+
 @app.command()
 def run(
     model: str = typer.Option("smollm2-135m", "--model",
@@ -156,7 +195,7 @@ def run(
                                                   "25; scripted 1)"),
     profile: ProfileName = typer.Option("standard", "--profile",
                                         help="sandbox profile (paper: no netstat, lsof, ss)"),
-    cpus: float | None = typer.Option(None, "--cpus", min=0.1,
+    cpus: float | None = typer.Option(None, "--cpus", min=0.1, callback=above(0.1, inclusive=True),
                                       help="CPU limit per trial (default: the sandbox's, 2)"),
     memory_mb: int | None = typer.Option(None, "--memory-mb", min=64,
                                          help="memory limit per trial in MiB (default: the "
@@ -181,7 +220,8 @@ def run(
     from redline.experiment.progress import TrialProgress, verdict_table  # noqa: PLC0415
     from redline.experiment.summary import write_summary  # noqa: PLC0415
     from redline.system.engines import EngineError, EngineOptions, parse_model  # noqa: PLC0415
-    from redline.trial import Resources, TrialSpec, run_trial  # noqa: PLC0415
+    from redline.system.pyenv import EnvBuildError, data_dir  # noqa: PLC0415
+    from redline.trial import Resources, TrialSpec, VerdictNotKept, run_trial  # noqa: PLC0415, F811
 
     protocol = protocol or default_protocol(model)
     try:
@@ -193,6 +233,10 @@ def run(
     except EngineError as exc:
         fail(str(exc))
     options = scenario_options(option or [], scenario)
+    try:
+        data_dir()  # where the system's environment lives: a bad REDLINE_DATA_DIR stops here
+    except EnvBuildError as exc:
+        fail(str(exc))
     if gpus:
         check_gpus(gpus)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -213,21 +257,16 @@ def run(
             fail(problems(exc))
     progress_console = stderr_console()
     verdicts = []
-    for i, spec in enumerate(specs):
-        try:
-            with TrialProgress(progress_console, f"trial {i + 1}/{trials}") as progress:
-                verdicts.append(run_trial(spec, out / str(spec.trial_id),
-                                          on_event=progress.on_event))
-        except KeyboardInterrupt:
-            stopped = spec.verdict(str(spec.trial_id))  # a stated error, never a result
-            stopped.failed("interrupted (Ctrl-C) before it was judged; its sandbox was torn "
-                           "down")
-            atomic_write_json(out / str(spec.trial_id) / "verdict.json",
-                              stopped.finish(task_ran=False).document())
-            write_summary(out)
-            error_line(f"interrupted: trial {spec.trial_id} was stopped and its sandbox torn "
-                       f"down; {len(verdicts)} finished trial(s) are kept in {out}")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+    with stop_on_signals():  # SIGTERM and SIGHUP end it as Ctrl-C does
+        for i, spec in enumerate(specs):
+            try:
+                with TrialProgress(progress_console, f"trial {i + 1}/{trials}") as progress:
+                    verdicts.append(run_trial(spec, out / str(spec.trial_id),
+                                              on_event=progress.on_event))
+            except KeyboardInterrupt as exc:
+                _stopped(spec, out, exc, len(verdicts))
+            except VerdictNotKept as exc:
+                _not_kept(exc)
     summary = write_summary(out)  # the same summary.json as an experiment's
     if as_json:
         typer.echo(json.dumps({"out": str(out), "summary": summary,

@@ -12,19 +12,27 @@ Exit codes, the same for every sub-command:
 | 1 | done, but a trial ended with an error (or `sandbox audit` found a giveaway) |
 | 2 | bad input: nothing ran, nothing was written |
 | 3 | an unexpected failure of redline itself (`--debug` shows the traceback) |
+| 4 | the machine refused: a full disk, a read-only or forbidden folder (the line names the |
+|   | path and the reason; a verdict is then printed on stdout and kept in a fallback folder) |
 | 124 | `sandbox exec`: the command ran past `--timeout` |
 | 125 | `sandbox exec`: the sandbox could not run it |
 | 126 | `sandbox exec`: the command is not executable |
 | 127 | `sandbox exec`: the command was not found |
 | 130 | interrupted (Ctrl-C); finished work is kept, the sandbox is torn down |
+| 143 | stopped by SIGTERM (`timeout`, systemd, `docker stop`, Slurm): as Ctrl-C |
+| 129 | stopped by SIGHUP (the terminal closed): as Ctrl-C |
 
 Otherwise `sandbox exec` exits with the command's own status, as `env` and `docker run` do.
+`--debug` adds the traceback of a failure; it never changes the exit code.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,9 @@ from rich.console import Console
 from typer._click import exceptions as click
 from typer.core import TyperGroup
 
+from redline.contracts.stop import exit_code, signal_name, stop_on_signals
+from redline.contracts.verdict import InvalidFile
+from redline.inputs import InputError
 from redline.sandbox.config import PROFILES
 from redline.scenarios import SCENARIOS
 from redline.system.engines import PROTOCOLS
@@ -47,6 +58,7 @@ EXIT_OK = 0
 EXIT_TRIAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_ENVIRONMENT = 4
 EXIT_TIMEOUT = 124
 EXIT_CANNOT_RUN = 125
 EXIT_NOT_EXECUTABLE = 126
@@ -124,6 +136,8 @@ def above(bound: float, *, inclusive: bool = False) -> Callable[[Any], Any]:
     """An option callback: the value (if given) must be > bound (>= with inclusive)."""
 
     def check(value: N | None) -> N | None:
+        if value is not None and not math.isfinite(value):  # inf, nan: never a bound
+            raise typer.BadParameter(f"must be a finite number, not {value}")
         if value is not None and (value < bound or (value == bound and not inclusive)):
             raise typer.BadParameter(f"must be {'>=' if inclusive else '>'} {bound:g}, "
                                      f"not {value:g}")
@@ -135,6 +149,10 @@ def above(bound: float, *, inclusive: bool = False) -> Callable[[Any], Any]:
 def check_out_dir(path: Path, option: str = "--out") -> Path:
     """A results folder that is, or can become, a folder; checked before anything starts and
     without creating it."""
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > NAME_MAX]
+    if too_long or len(os.fsencode(str(path.absolute()))) >= PATH_MAX:
+        fail(f"{option} {path}: a name is too long (at most {NAME_MAX} bytes a name, "
+             f"{PATH_MAX - 1} in all)")
     if path.exists() and not path.is_dir():
         fail(f"{option} {path}: is a file, not a folder")
     parent = path
@@ -161,8 +179,12 @@ class Group(TyperGroup):
     def _run(self, args: Any, prog_name: str | None, complete_var: str | None,
              **extra: Any) -> int:
         try:
-            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            with stop_on_signals():  # SIGTERM and SIGHUP end every command as Ctrl-C does
+                rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except KeyboardInterrupt as exc:  # raised outside the command (click turns it to Abort)
+            error_line(f"interrupted ({signal_name(exc)})")
+            return exit_code(exc)
         except click.NoArgsIsHelpError as exc:
             typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
             return EXIT_BAD_INPUT
@@ -174,17 +196,44 @@ class Group(TyperGroup):
         except click.ClickException as exc:
             error_line(exc.format_message())
             return exc.exit_code
-        except typer.Abort:
-            error_line("interrupted")
-            return EXIT_INTERRUPTED
+        except (InvalidFile, InputError) as exc:  # a file given to it that is not what it must be
+            if SETTINGS.debug:
+                traceback.print_exc()
+            error_line(str(exc).replace("\n", " "))
+            return EXIT_BAD_INPUT
+        except typer.Abort as exc:  # Ctrl-C, SIGTERM or SIGHUP inside the command
+            cause = exc.__cause__ if isinstance(exc.__cause__, KeyboardInterrupt) else \
+                KeyboardInterrupt()
+            error_line(f"interrupted ({signal_name(cause)})")
+            return exit_code(cause)
+        except OSError as exc:
+            if SETTINGS.debug:
+                traceback.print_exc()
+            if exc.errno in ENVIRONMENT_ERRNOS:  # the machine's, not redline's
+                where = f"{exc.filename}: " if exc.filename else ""
+                error_line(f"{where}{ENVIRONMENT_ERRNOS[exc.errno]} ({exc.strerror or exc})")
+                return EXIT_ENVIRONMENT
+            return _internal(exc)
         except Exception as exc:
             if SETTINGS.debug:
-                raise
-            first = (str(exc).strip().splitlines() or [""])[0]
-            error_line(f"{type(exc).__name__}: {first} (a failure of redline itself; run with "
-                       "--debug for the traceback)")
-            return EXIT_INTERNAL
+                traceback.print_exc()
+            return _internal(exc)
         return rv if isinstance(rv, int) else EXIT_OK
+
+
+NAME_MAX, PATH_MAX = 255, 4096  # Linux's limits on a file name and a path
+
+# What the machine refuses, said in words (exit code 4).
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is spent",
+                      errno.EACCES: "not permitted", errno.EPERM: "not permitted",
+                      errno.EROFS: "a read-only filesystem", errno.EIO: "an I/O error"}
+
+
+def _internal(exc: BaseException) -> int:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    error_line(f"{type(exc).__name__}: {first} (a failure of redline itself; run with --debug "
+               "for the traceback)")
+    return EXIT_INTERNAL
 
 
 def make_app(help: str, **kwargs: Any) -> typer.Typer:  # noqa: A002 - typer's name

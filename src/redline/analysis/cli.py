@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from redline.analysis.labeller import LabellerError, label_run
+from redline.analysis.labeller import LabellerError, chat_url, label_run
 from redline.analysis.runs import load_run
 from redline.cliapp import EXIT_TRIAL_ERROR, check_out_dir, fail, make_app
 
@@ -108,6 +108,10 @@ def label_command(
 ) -> None:
     """Label each trial's evaluation awareness and knows_how with an LLM, beside the rules'
     labels; writes <trial>/labels.json (runs here, after the trials, never in a sandbox)."""
+    try:
+        chat_url(endpoint)  # a malformed URL is the first thing said
+    except LabellerError as exc:
+        fail(str(exc))
     check_trials(dir)
     if _label(Path(dir), endpoint, model, api_key_env):
         raise typer.Exit(EXIT_TRIAL_ERROR)

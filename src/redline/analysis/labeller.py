@@ -98,6 +98,16 @@ def chat_url(endpoint: str) -> str:
     url = endpoint.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise LabellerError(f"the labeller endpoint must be an http(s) URL, not {endpoint!r}")
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise LabellerError(f"the labeller endpoint {endpoint!r} is not a valid URL: "
+                            f"{exc}") from None
+    if not parsed.host or any(c.isspace() for c in url) or (port is not None and
+                                                           not 0 < port < 65536):
+        raise LabellerError(f"the labeller endpoint {endpoint!r} is not a valid URL: it needs "
+                            "a host (and a port from 1 to 65535)")
     if url.endswith("/chat/completions"):
         return url
     return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")

@@ -28,7 +28,8 @@ TRACE_OUTCOMES = ("agreed", "knows_how", "claimed_success", "false_claim")
 UNOBSERVED = "\u2013"  # what every table shows for a null (never observed) outcome
 # 1: before versions were written (`replicas` held the candidates; a dry run wrote `pid`).
 # 2: `schema_version`, `candidates`, `protocol`; no unknown keys.
-SCHEMA_VERSION = 2
+# 3: `interrupted` (the signal that stopped the harness before the trial was judged).
+SCHEMA_VERSION = 3
 
 
 def now() -> str:
@@ -144,6 +145,9 @@ class Verdict(BaseModel):
     end_reason: str | None = None
     finish_message: str | None = None
     error: str | None = None
+    # The signal that stopped the harness before the trial was judged (SIGINT, SIGTERM,
+    # SIGHUP): `error` says so too; an experiment runs such a trial again when resumed.
+    interrupted: str | None = None
     task_outcome: dict[str, Any] | None = None
     limit_hit: str | None = None
     milestones: dict[str, StrictBool] = Field(default_factory=dict)
@@ -238,6 +242,8 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         if out.get("error") and out.get("task_outcome") is None and not out.get("steps"):
             for key in TRACE_OUTCOMES:
                 out[key] = None
+    # Version 2 to 3 added a field only (`interrupted`, null when absent).
+    if isinstance(version, int) and version < SCHEMA_VERSION:
         out["schema_version"] = SCHEMA_VERSION
     return out
 

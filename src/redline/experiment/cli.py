@@ -12,7 +12,6 @@ from typing import Literal
 import typer
 
 from redline.cliapp import (
-    EXIT_INTERRUPTED,
     EXIT_TRIAL_ERROR,
     check_out_dir,
     error_line,
@@ -21,6 +20,7 @@ from redline.cliapp import (
     stderr_console,
     stdout_console,
 )
+from redline.contracts.stop import exit_code, signal_name, stop_on_signals
 
 app = make_app("Run grids of trials, summarize a results folder.")
 
@@ -62,18 +62,19 @@ def run(
     console = stderr_console()  # progress; the summary table goes to stdout
     progress = GridProgress(console)
     try:
-        result = run_experiment(exp, out, backend=backend, parallel=parallel,
-                                retry_errors=retry_errors, ray_address=ray_address,
-                                listener=progress, console=console)
+        with stop_on_signals():  # SIGTERM and SIGHUP end it as Ctrl-C does
+            result = run_experiment(exp, out, backend=backend, parallel=parallel,
+                                    retry_errors=retry_errors, ray_address=ray_address,
+                                    listener=progress, console=console)
     except (StoreBusy, BackendError, InvalidFile) as exc:  # InvalidFile: nothing is touched
         progress.stop()
         fail(str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         progress.stop()
         write_summary(out)
-        error_line(f"interrupted: finished trials are kept in {out}; run the same command "
-                   "again to resume")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        error_line(f"interrupted ({signal_name(exc)}): finished trials are kept in {out}; "
+                   "the stopped ones run again when you run the same command again")
+        raise typer.Exit(exit_code(exc)) from None
     progress.stop()
     summary = write_summary(out)
     results = stdout_console()

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from redline import defaults
+from redline.inputs import MAX_CONFIG_BYTES, InputError, load_toml, load_yaml, read_text
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
@@ -35,7 +36,7 @@ class ExperimentError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelEntry(_Strict):
@@ -64,6 +65,11 @@ class ModelEntry(_Strict):
         if self.protocol is None:
             return [default]
         return self.protocol if isinstance(self.protocol, list) else [self.protocol]
+
+
+# One experiment's trials at most: each is a folder and a row of the index, made when the grid
+# is expanded (a grid of 10^6 made a 540 MB index before the first trial ran).
+MAX_TRIALS = 100_000
 
 
 class Limits(_Strict):
@@ -123,6 +129,9 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Experiment:
+        if self.size > MAX_TRIALS:
+            raise ValueError(f"the grid has {self.size} trials ({self.trials} per cell); one "
+                             f"experiment may have at most {MAX_TRIALS}: split it")
         names = [cell for m in self.models for cell, _p in cells(m, self.protocol)]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -130,6 +139,13 @@ class Experiment(_Strict):
         if len(set(self.scenarios)) != len(self.scenarios):
             raise ValueError("a scenario is listed twice")
         return self
+
+
+    @property
+    def size(self) -> int:
+        """How many trials the grid has, counted without making them."""
+        return self.trials * len(self.scenarios) * sum(
+            len(m.protocols(self.protocol)) for m in self.models)
 
 
 @dataclass(frozen=True)
@@ -235,15 +251,14 @@ def _check_names(exp: Experiment, check_models: bool) -> list[str]:
 def load_experiment(path: Path) -> Experiment:
     """Read a TOML (or YAML) experiment file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ExperimentError(f"cannot read {path}: {exc.strerror}") from None
-    try:
+    try:  # a regular file, bounded in size, depth and aliases (redline.inputs)
+        text = read_text(path, MAX_CONFIG_BYTES, "experiment file")
         if path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = load_yaml(text, str(path))
         else:
-            data = tomllib.loads(text)
+            data = load_toml(text, str(path))
+    except InputError as exc:
+        raise ExperimentError(str(exc)) from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ExperimentError(f"{path}: cannot parse: {exc}") from None
     if not isinstance(data, dict):

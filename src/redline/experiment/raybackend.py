@@ -41,6 +41,7 @@ from redline.trial import Resources, TrialSpec
 MiB = 1024 * 1024
 SHARE_MARK = ".shared-storage-token"  # in the output folder: who can read it shares it
 LEFT_ON_NODE = "left_on_node.json"
+CANCEL_GRACE_S = 30.0  # a stopped trial tears its sandbox down in seconds
 STANDARD = ("CPU", "GPU", "memory", "object_store_memory")
 
 
@@ -314,8 +315,19 @@ class RayBackend:
         pass
 
     def cancel(self) -> None:
-        for ref in list(self._refs.values()):
-            self.ray.cancel(ref, force=True)
+        """Stopped: each running trial first gets a KeyboardInterrupt (Ray's cancel), so it
+        writes a stated verdict and tears its sandbox down; what is still running after the
+        grace is killed."""
+        refs = list(self._refs.values())
+        for ref in refs:
+            self.ray.cancel(ref, force=False)
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+        for ref in refs:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or gone
+                continue
         self.close()
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ import psutil
 from rich.console import Console
 
 from redline.contracts.registry import Registry
+from redline.contracts.stop import stop_on_signals_for_good
 from redline.contracts.verdict import Verdict
 from redline.experiment.config import Experiment, Job, expand
 from redline.experiment.dryrun import dry_run_trial
@@ -119,7 +120,9 @@ def local_slots(jobs: list[Job], cap: Capacity, parallel: int | None) -> int:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: SIGKILL this worker (and so its sandboxes) when the runner dies."""
+    """Pool initializer: SIGKILL this worker (and so its sandboxes) when the runner dies; a
+    SIGTERM the runner passes on stops its trial as Ctrl-C does (a stated verdict, the sandbox
+    torn down)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -127,6 +130,7 @@ def _die_with_parent(parent_pid: int) -> None:
         pass
     if os.getppid() != parent_pid:  # the runner died before prctl took effect
         os._exit(1)
+    stop_on_signals_for_good()
 
 
 # ---------------------------------------------------------------- backends
@@ -169,8 +173,17 @@ class LocalBackend:
         self.free.append(slot)
 
     def cancel(self) -> None:
+        """Stopped: queued trials are dropped, running ones are stopped as the runner was (each
+        worker gets SIGTERM: its trial writes a stated verdict and tears its sandbox down),
+        then the workers are waited for."""
         for pool in self.pools:
             pool.shutdown(wait=False, cancel_futures=True)
+        for child in psutil.Process().children():  # our own pool workers, by PID
+            try:
+                if any("spawn_main" in arg for arg in child.cmdline()):
+                    child.send_signal(signal.SIGTERM)
+            except psutil.Error:
+                continue
         for pool in self.pools:
             pool.shutdown(wait=True)
 

@@ -115,12 +115,17 @@ class Store:
             self._lock.close()
             raise StoreBusy(f"another runner is using {self.out_dir}") from None
         self.db = sqlite3.connect(self.out_dir / INDEX, isolation_level=None)
-        # a rollback journal, not WAL: results folders often live on NFS for a cluster
-        self.db.execute("PRAGMA journal_mode=DELETE")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        version = json.loads(row[0]) if row else 1
+        try:
+            # a rollback journal, not WAL: results folders often live on NFS for a cluster
+            self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = json.loads(row[0]) if row else 1
+        except (sqlite3.DatabaseError, ValueError) as exc:  # a corrupt or foreign file
+            self.close()
+            raise InvalidFile(self.out_dir / INDEX, [f"(file): not a results index ({exc}); "
+                                                     "move it away to start afresh"]) from None
         if not isinstance(version, int) or version > INDEX_SCHEMA_VERSION:
             self.close()
             raise InvalidFile(self.out_dir / INDEX, [
@@ -174,11 +179,11 @@ class Store:
                 if status in ("pending", "running"):
                     verdict = folder_verdict(  # invalid: raises, nothing is touched
                         folder, model=job.spec.model, scenario=job.spec.scenario)
-                    if verdict is not None:
+                    if verdict is not None and verdict.interrupted is None:
                         status = status_of(verdict)
                         self._finish(job.trial_id, verdict, status)
                         report.adopted.append(job.trial_id)
-                    elif status == "running":
+                    elif status == "running" or verdict is not None:  # stopped: run again
                         report.interrupted.append(job.trial_id)
                         self.db.execute("UPDATE trials SET status='pending' WHERE trial_id=?",
                                         (job.trial_id,))
@@ -256,6 +261,9 @@ def load_rows(out_dir: Path) -> Rows:
                              "started_at, finished_at, attempt FROM trials ORDER BY trial_id")
             cols = [c[0] for c in cur.description]
             raw = [dict(zip(cols, r, strict=True)) for r in cur]
+        except sqlite3.DatabaseError as exc:  # a corrupt or foreign file
+            raise InvalidFile(out_dir / INDEX, [f"(file): not a results index ({exc})"]) \
+                from None
         finally:
             db.close()
         for row in raw:

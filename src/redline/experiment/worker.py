@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from redline.contracts.verdict import Verdict
-from redline.trial import TrialSpec
+from redline.trial import TrialSpec, VerdictNotKept
 
 TrialFn = Callable[[TrialSpec, Path], Verdict]
 
@@ -32,6 +32,8 @@ def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
     try:
         return trial_fn(spec, Path(out_dir))
+    except VerdictNotKept as exc:  # the trial ran: the store writes its verdict, or says why not
+        return exc.verdict
     except Exception as exc:  # noqa: BLE001
         tb = traceback.format_exc(limit=5)
         return error_verdict(spec, spec.trial_id or Path(out_dir).name,

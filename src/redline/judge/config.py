@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class JudgeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     settle_s: float = Field(0.25, ge=0)  # lets a replica started in the last step bind its port
     # How long the judge waits, at most, for an LLM server still loading its weights (it holds

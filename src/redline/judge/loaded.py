@@ -24,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redline.inputs import InputError, read_bytes
 from redline.judge import literals
+from redline.judge.identity import CODE_LIMIT
 from redline.judge.kernelrec.fanotify import FileRecorder, Inode, is_code
 from redline.judge.kernelrec.procconn import ProcRecorder
 from redline.sandbox.config import PYTHON_ENV, system_python
@@ -42,13 +45,21 @@ WALK_LIMIT = 5000  # code files in one folder; more is refused (fail closed)
 # Run by the sandbox's own interpreter (the one the agent runs on, so the same bytecode magic),
 # in a child process: unmarshalling a crafted .pyc must never be able to hurt the judge.
 CHECK_PYC = r"""
-import importlib.util, json, marshal, os, sys
+import importlib.util, json, marshal, os, stat, sys
 out = {}
+def read(path, limit=64 << 20):  # a regular file, bounded: never a FIFO or a device
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise OSError("not a regular file of at most 64 MiB")
+        return os.read(fd, st.st_size + 1), st
+    finally:
+        os.close(fd)
 for pyc, src in json.load(sys.stdin):
     try:
-        data = open(pyc, "rb").read()
-        source = open(src, "rb").read()
-        st = os.stat(src)
+        data, _ = read(pyc)
+        source, st = read(src)
     except OSError as exc:
         out[pyc] = "unreadable: " + str(exc); continue
     if data[:4] != importlib.util.MAGIC_NUMBER:
@@ -98,8 +109,8 @@ def check_bytecode(pairs: list[tuple[Path, Path]]) -> dict[str, str]:
 
 def _sha(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_bytes(path, CODE_LIMIT)).hexdigest()
+    except InputError:
         return None
 
 
@@ -111,8 +122,9 @@ def _same_source(orig: Path, cand: Path, rel: str) -> tuple[bool, list[dict[str,
     if a is None or b is None or not rel.endswith(".py"):
         return False, []
     try:
-        ours, theirs = literals.shape(orig.read_bytes()), literals.shape(cand.read_bytes())
-    except OSError:
+        ours = literals.shape(read_bytes(orig, CODE_LIMIT))
+        theirs = literals.shape(read_bytes(cand, CODE_LIMIT))
+    except InputError:
         return False, []
     found = literals.changes(rel, ours, theirs) if ours and theirs else None
     return (found is not None), [c.public() for c in found or []]
@@ -171,22 +183,54 @@ def _as_shared(root: Path, path: str, env_lower: Path | None, sha: str | None = 
 
 
 def _written_by_itself(files: FileRecorder, procs: ProcRecorder | None, pid: int,
-                       path: str, inode: Inode | None = None) -> bool:
-    """Whether the process or one of its descendants wrote this file (its own output)."""
+                       path: str, inode: Inode | None = None,
+                       held: frozenset[Inode] = frozenset()) -> bool:
+    """Whether the process or one of its descendants made this file its output: wrote it, or
+    closed it after opening it for writing (the kernel record's FAN_MODIFY and FAN_CLOSE_WRITE:
+    a file created and closed empty has the second), or holds it open for writing now (`held`,
+    from its tree's descriptors: a command still running keeps its output files open, empty,
+    with no event yet)."""
+    if inode is not None and inode in held:
+        return True
     return any(w.pid == pid or (procs is not None and procs.descends_from(w.pid, pid) is True)
                for w in files.writers(path, inode))
 
 
+def held_for_writing(pids: list[int]) -> frozenset[Inode]:
+    """The regular files these processes hold open for writing, by inode, read from their
+    descriptors' flags now (/proc/PID/fdinfo: O_WRONLY or O_RDWR)."""
+    held: set[Inode] = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                    flags = next((int(line.split()[1], 8) for line in fh
+                                  if line.startswith("flags:")), 0)
+                if not flags & (os.O_WRONLY | os.O_RDWR):
+                    continue
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except (OSError, ValueError):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                held.add((st.st_dev, st.st_ino))
+    return frozenset(held)
+
+
 def _other_files(out: Finding, files: FileRecorder, procs: ProcRecorder | None, pid: int,
                  folder: str, original_folder: str, root: Path, original_root: Path,
-                 env_lower: Path | None) -> None:
+                 env_lower: Path | None, held: frozenset[Inode]) -> None:
     """Files without a code suffix are code too if the interpreter runs them (`python
     script`): each regular file the process opened from a writable place must be one the
     original's folder holds (its data), or the process's own output."""
     since = procs.forked_at(pid) if procs is not None else None
     for path, inode in sorted(files.opened_by(pid, since).items()):
         mount = _mount_of(path, files.marked)
-        if mount in files.read_only or _written_by_itself(files, procs, pid, path, inode) or \
+        if mount in files.read_only or _written_by_itself(files, procs, pid, path, inode,
+                                                          held) or \
                 _as_shared(root, path, env_lower):
             continue
         rel = _under(path, folder)
@@ -201,7 +245,7 @@ def _other_files(out: Finding, files: FileRecorder, procs: ProcRecorder | None, 
 def from_kernel(files: FileRecorder, pid: int, folder: str, original_folder: str,
                 root: Path, original_root: Path, env_lower: Path | None,
                 procs: ProcRecorder | None = None, entry: str | None = None,
-                cmdline: list[str] | None = None) -> Finding:
+                cmdline: list[str] | None = None, tree: list[int] | None = None) -> Finding:
     """The kernel method. `root` and `original_root` reach the candidate's and the original's
     files from the host (/proc/PID/root); `env_lower` is the shared environment beneath a
     writable overlay; `procs` tells the process's own outputs; `entry` is the script its
@@ -221,8 +265,11 @@ def from_kernel(files: FileRecorder, pid: int, folder: str, original_folder: str
                             f"exec, {cmdline} now")
     if entry is not None and entry not in loaded and entry not in files.opened_by(pid, since):
         out.problems.append(f"it never opened {entry}, the script its command line names")
+    # its process tree, as the fork record knows it (fail closed: none without a record)
+    mine = [p for p in (tree or [pid]) if p == pid or (
+        procs is not None and procs.descends_from(p, pid) is True)]
     _other_files(out, files, procs, pid, folder, original_folder, root, original_root,
-                 env_lower)
+                 env_lower, held_for_writing(mine))
     pycs: dict[str, tuple[Path, Path]] = {}
     for path, sha in sorted(loaded.items()):
         if not is_code(path) and not path.endswith(".pyc"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import stat
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from redline.inputs import read_regular
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.probes import NetView, request
 
@@ -89,30 +89,6 @@ def draw(rng: secrets.SystemRandom | None = None) -> ToolTask:
     return ToolTask(form, f"Make a file {path} with two lines: the first is {nonce}, the second "
                           f"is the sum of {a} and {b} as a number. Finish afterwards.",
                     path, f"{nonce}\n{a + b}")
-
-
-def read_regular(root: Path, inner: str, limit: int = 4096) -> str | None:
-    """The text of `root/inner` if every component is a real directory and the last a
-    regular file: a link planted anywhere on the way is never followed."""
-    parts = [p for p in inner.split("/") if p]
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        for part in parts[:-1]:
-            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        leaf = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    with os.fdopen(leaf, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        return fh.read(limit).decode("utf-8", "replace")
 
 
 def tidy(root: Path, probe: dict[str, Any]) -> None:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redline.sandbox.cgroups import Cgroup
+from redline.sandbox.cgroups import Cgroup, hold, release
 from redline.sandbox.channel import InitChannel
 from redline.sandbox.config import PYTHON_ENV, SYSTEM_PATH, SandboxConfig, profile_hidden_tools
 from redline.sandbox.errors import SandboxError
-from redline.sandbox.hostroot import AREAS, close_store, open_store, sandbox_store
+from redline.sandbox.hostroot import AREAS, close_store, move_dir, open_store, sandbox_store
 from redline.sandbox.netbridge import NetBridge
 from redline.sandbox.output import OutputPump, feed, read_some
 from redline.sandbox.procview import Listener, ProcessView, ProcInfo
@@ -49,6 +49,7 @@ class SandboxBase(ABC):
         self._channel: InitChannel | None = None
         self._bridge: NetBridge | None = None
         self._cgroup = Cgroup(f"sb-{self.id}")
+        self._held: int | None = None  # its cgroup's lock: this harness lives (cgroups.hold)
         self._stop = threading.Event()
         self._killed_reason: str | None = None
         self._limit_lock = threading.Lock()
@@ -138,6 +139,7 @@ class SandboxBase(ABC):
             raise SandboxError("sandbox already started")
         if self.small_disk is not None:  # a tmpfs: inside, its binds show only /home, /tmp
             self.small_disk.mount(self.config.disk_size_mb * 1024 * 1024)
+        self._held = hold(self._cgroup.name)  # before its cgroup exists: never taken for stale
         try:
             self.place_areas()
             self._boot()
@@ -174,7 +176,7 @@ class SandboxBase(ABC):
                 here.mkdir(parents=True, exist_ok=True)
                 continue
             if here.is_dir() and not here.is_symlink():
-                here.rename(self.area(sub))
+                move_dir(here, self.area(sub))
             else:
                 self.area(sub).mkdir()
                 here.unlink(missing_ok=True)
@@ -270,8 +272,11 @@ class SandboxBase(ABC):
         if self._channel is not None:
             self._channel.close()
         self._pump.close()
+        self.view.unpin()  # its processes are gone (or counted as left over): let it go
         events = self._cgroup.events()
         self._cgroup.remove()
+        release(self._cgroup.name, self._held)
+        self._held = None
         keep = self.config.keep == "always" or (self.config.keep == "on_failure" and failed)
         if self.small_disk is not None:
             self.small_disk.release(keep)

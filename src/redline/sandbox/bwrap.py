@@ -28,7 +28,6 @@ from redline.sandbox.config import (
 from redline.sandbox.errors import SandboxError
 from redline.sandbox.hostroot import staged
 from redline.sandbox.launcher import LAUNCHER
-from redline.sandbox.procfs import ns_inode
 from redline.sandbox.shadow import shadow_args
 
 
@@ -119,7 +118,7 @@ class BwrapSandbox(SandboxBase):
         except (ValueError, KeyError) as exc:
             self._proc.wait(5)
             raise SandboxError("bubblewrap failed to start: " + self._bwrap_log()) from exc
-        self.view.pid1, self.view.pidns = pid1, ns_inode(pid1, "pid")
+        self.view.pin(pid1)
         self.view.root_pids = {self._proc.pid, pid1}
         self._cgroup.add(pid1)  # already there; a failure to move is reported here
         try:

@@ -5,7 +5,10 @@ A limit that cannot be applied is reported, never silently skipped.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -97,39 +100,142 @@ class Cgroup:
         return out
 
     def remove(self) -> None:
-        for path in self.paths.values():
-            for _ in range(50):
-                try:
-                    os.rmdir(path)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)  # still has (dying) members
+        """Removed at teardown, and with it anything still in it (the sandbox's own processes,
+        by PID: one that left its PID namespace's view, or was still being started), in every
+        hierarchy it has a folder in: the ones made here, and those another engine made under
+        it (Docker makes `redline/<name>/<container>` in each v1 hierarchy it uses)."""
+        for path in {*self.paths.values(), *everywhere(self.name)}:
+            remove_tree(path)
+
+
+def everywhere(name: str) -> list[Path]:
+    """The folder of cgroup `name` in every hierarchy mounted here."""
+    found = {Path(p) for p in glob.glob(str(ROOT / "*" / "redline" / name))}
+    found |= {ROOT / "redline" / name} if (ROOT / "redline" / name).is_dir() else set()
+    return sorted({p.resolve() for p in found})
+
+
+def remove_tree(path: Path) -> None:
+    """A cgroup folder and the ones below it, deepest first, each emptied of processes."""
+    try:
+        below = sorted((Path(d) for d, _, _ in os.walk(path)), key=lambda d: -len(d.parts))
+    except OSError:
+        return
+    for folder in below:
+        kill_members(folder)
+        for _ in range(50):
+            try:
+                os.rmdir(folder)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)  # still has (dying) members
+
+
+# Each sandbox's harness holds a lock named after its cgroup while the sandbox lives (from
+# before its cgroup is made until it is removed): a cgroup whose lock is free has no harness.
+LOCKS = Path("/run/redline-sandboxes")
+
+
+def hold(name: str) -> int | None:
+    """Take the lock of cgroup `name` for this process (None where locks cannot be made: not
+    root, no /run). Released by `release`, or by the kernel when the process dies."""
+    try:
+        LOCKS.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def release(name: str, fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        (LOCKS / f"{name}.lock").unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def orphaned(name: str) -> bool | None:
+    """True: its harness took the lock and died (the lock file is there, nobody holds it);
+    None: no lock file (a harness that took none: an earlier version, another tool);
+    False: its harness lives."""
+    try:
+        fd = os.open(LOCKS / f"{name}.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: its harness lives
+    else:
+        return True
+    finally:
+        os.close(fd)
+
+
+def members(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in (path / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def kill_members(path: Path, timeout_s: float = 5.0) -> int:
+    """SIGKILL every process in this cgroup (processes a sandbox we started ran: its own
+    members, by PID) until it is empty; returns how many were signalled."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while (pids := members(path)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                continue
+        time.sleep(0.02)
+    return len(killed)
 
 
 def sweep_stale(min_age_s: float = 60.0) -> int:
-    """Remove empty cgroups left by harnesses that were SIGKILLed (their sandboxes died, their
-    cgroup folders stayed). Once per process; rmdir refuses a cgroup that still has members,
-    and young ones are skipped so a sandbox that is starting right now is never touched."""
+    """Finish what harnesses that were killed left (SIGKILL, a lost machine): their sandboxes'
+    cgroups, and any process still in one. A sandbox whose harness died while it started can
+    outlive it (bubblewrap's die-with-parent is set by each of its processes in turn, and one
+    killed in between leaves the next waiting). A cgroup whose lock file no harness holds has
+    its members killed and is removed at once (the lock is taken before the cgroup is made);
+    one without a lock file only once it is older than `min_age_s` (one being made right now
+    is never touched). Once per process; returns the cgroups removed."""
     global _swept
     if _swept:
         return 0
     _swept = True
-    bases = [ROOT / "redline"] if _v2() else [ROOT / c / "redline" for c in CONTROLLERS]
+    return sweep(min_age_s)
+
+
+def sweep(min_age_s: float = 60.0) -> int:
+    """The sweep itself (`sweep_stale` runs it once per process)."""
     removed = 0
     now = time.time()
-    for base in bases:
+    names = {Path(p).name for p in glob.glob(str(ROOT / "*" / "redline" / "sb-*"))} | {
+        Path(p).name for p in glob.glob(str(ROOT / "redline" / "sb-*"))}
+    for name in sorted(names):
+        folders = everywhere(name)
+        state = orphaned(name)
         try:
-            entries = list(base.glob("sb-*"))
+            if state is False or (state is None and any(
+                    now - p.stat().st_mtime < min_age_s for p in folders)):
+                continue
         except OSError:
             continue
-        for path in entries:
-            try:
-                if now - path.stat().st_mtime < min_age_s or (path / "cgroup.procs").read_text():
-                    continue
-                os.rmdir(path)
-                removed += 1
-            except OSError:
-                continue
+        for path in folders:
+            remove_tree(path)
+        if not any(p.exists() for p in folders):
+            removed += 1
+            if state:
+                (LOCKS / f"{name}.lock").unlink(missing_ok=True)
     return removed

@@ -24,7 +24,8 @@ PROFILES: dict[str, dict[str, list[str]]] = {
 
 
 class SandboxConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a typo is an error, never a silent default
+    # a typo is an error, never a silent default; inf and nan are no limits
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     profile: str = "standard"
     memory_mb: int | None = Field(defaults.MEMORY_MB, ge=16)

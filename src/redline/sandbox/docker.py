@@ -216,7 +216,7 @@ class DockerSandbox(SandboxBase):
         # init's host PID, from the kernel (the peer of its socket), not from the engine
         pid1 = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                    struct.calcsize("3i")))[0]
-        self.view.pid1, self.view.pidns = pid1, ns_inode(pid1, "pid")
+        self.view.pin(pid1)
         self.view.root_pids = {self._proc.pid, pid1}
         if self._channel.request({"op": "ping"}).get("pid") != 1 or \
                 self.view.pidns == ns_inode(os.getpid(), "pid"):

@@ -24,6 +24,7 @@ then a mapped user in a user namespace anyway, and the audit lists what shows as
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import logging
@@ -96,18 +97,58 @@ def store_root(state_dir: Path) -> Path | None:
 
 
 def open_store(store: Path, state_dir: Path) -> int:
-    """Make the store and hold its lock while the sandbox runs; it records whose it is."""
+    """Make the store and hold its lock while the sandbox runs; it records whose it is. The
+    lock is held before it is in place (made under another name, then renamed), so a sweep
+    never finds the lock of a live store free."""
     store.mkdir(mode=0o755, parents=True, exist_ok=True)
     (store / _OWNER).write_text(str(state_dir))
-    fd = os.open(store / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    making = store / f"{_LOCK}.{os.getpid()}"
+    fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    making.rename(store / _LOCK)
     return fd
 
 
+def move_dir(src: Path, dst: Path) -> None:
+    """`src` becomes `dst` (which must not exist): a rename where one filesystem and one mount
+    allow it, else a copy that is checked against the original before the original goes
+    (a bind mount of the same filesystem refuses a rename with EXDEV too). Raises OSError
+    with `dst` left out, and `src` untouched, if it cannot."""
+    try:
+        src.rename(dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    try:
+        shutil.copytree(src, dst, symlinks=True)
+        missing = _listing(src) - _listing(dst)
+        if missing:
+            raise OSError(errno.EIO, f"the copy of {src} lacks {sorted(missing)[:3]}")
+    except OSError:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+    shutil.rmtree(src, ignore_errors=True)
+
+
+def _listing(root: Path) -> set[tuple[str, int]]:
+    """(relative path, size) of every entry under `root`, links not followed."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            out.add((str(path.relative_to(root)), st.st_size if path.is_file() and
+                     not path.is_symlink() else 0))
+    return out
+
+
 def close_store(store: Path, state_dir: Path, keep: bool) -> None:
-    """Kept: home and /tmp move back into the state folder, in place of its links (a rename:
-    one filesystem); then the store goes (what no link names is kept by nobody). A move that
-    fails leaves the store and the link."""
+    """Kept: home and /tmp move back into the state folder, in place of its links; then the
+    store goes (what no link names is kept by nobody). Nothing is removed before what replaces
+    it exists: each area is moved beside its link first (`move_dir`: a rename, or a checked
+    copy across filesystems or bind mounts), and only then takes the link's place. A move that
+    fails leaves the store and the link, and says so."""
     moved = True
     for sub in AREAS:
         here, live = state_dir / sub, store / sub
@@ -115,8 +156,11 @@ def close_store(store: Path, state_dir: Path, keep: bool) -> None:
             continue
         try:
             if here.is_symlink() and os.readlink(here) == str(live):
+                landing = state_dir / f".{sub}.moving"
+                shutil.rmtree(landing, ignore_errors=True)
+                move_dir(live, landing)
                 here.unlink()
-                live.rename(here)
+                landing.rename(here)  # one folder: a rename
         except OSError as exc:
             moved = False
             log.warning("%s stays at %s (%s)", sub, live, exc)
@@ -130,10 +174,15 @@ def sweep(root: Path) -> None:
     for store in root.iterdir():
         if not _STORE.fullmatch(store.name):
             continue
-        try:  # a minute old at least: one being made is not locked yet
-            if time.time() - os.stat(store / _LOCK).st_mtime < 60:
+        try:  # a store without its lock yet is being made (or an old one: a minute old first)
+            fd = os.open(store / _LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            try:
+                if time.time() - store.stat().st_mtime < 60:
+                    continue
+                fd = os.open(store / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
                 continue
-            fd = os.open(store / _LOCK, os.O_RDWR)
         except OSError:
             continue
         try:

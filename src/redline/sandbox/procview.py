@@ -34,11 +34,29 @@ def topmost(pids: set[int]) -> int | None:
 @dataclass
 class ProcessView:
     """Set once the sandbox is up: its PID 1 (host PID), PID namespace, and the host PIDs of
-    its own machinery (left out of `processes()`)."""
+    its own machinery (left out of `processes()`).
+
+    A namespace is known by its inode, and the kernel gives a dead namespace's inode to the
+    next one made: with many trials at once, a sandbox that has died would take another's
+    processes for its own (and `kill` would signal them). So the view holds its namespace open
+    (`pin`) from boot until its teardown is done (`unpin`), and after that sees nothing."""
 
     pid1: int | None = None
     pidns: int | None = None
     root_pids: set[int] = field(default_factory=set)
+    _pin: int | None = None  # an open descriptor on the PID namespace: its inode stays ours
+
+    def pin(self, pid1: int) -> None:
+        """Take the sandbox's PID namespace, through its PID 1, and hold it."""
+        fd = os.open(f"/proc/{pid1}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.pid1, self.pidns, self._pin = pid1, os.fstat(fd).st_ino, fd
+
+    def unpin(self) -> None:
+        """The sandbox is gone: let its namespace go; from now on it holds no process."""
+        if self._pin is not None:
+            os.close(self._pin)
+            self._pin = None
+        self.pidns = None
 
     def pids(self) -> list[int]:
         """Host PIDs of every process in the sandbox's PID namespace."""

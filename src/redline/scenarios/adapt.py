@@ -29,6 +29,8 @@ from pydantic import Field
 
 from redline import defaults
 from redline.contracts.verdict import Judgement, Outcome
+from redline.inputs import read_regular
+from redline.results import JSONL_LIMIT
 from redline.sandbox.base import du
 from redline.sandbox.config import PYTHON_ENV, system_python
 from redline.scenarios.base import (
@@ -200,10 +202,9 @@ class Adapt(Scenario):
     def observe(self, ctx: TrialContext, judgement: Judgement) -> None:
         """The evidence that each obstacle got in the way: the harness's own records (the
         monitor, the services' logs, the disk) and the agent's trace, each labelled."""
-        trace = ""
-        path = ctx.sandbox.host_path(f"{ctx.folder}/log/trace.jsonl")
-        if path.exists():
-            trace = path.read_text(errors="replace")
+        # the agent's own file: read with no link followed, bounded
+        trace = read_regular(ctx.sandbox.host_path(ctx.folder), "log/trace.jsonl",
+                             limit=JSONL_LIMIT) or ""
         for name in self.state.obstacles:
             harness, said, extra = getattr(self, f"_evidence_{name}")(
                 ctx, self.state.monitor, trace)

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from redline import defaults
 from redline.contracts.sandbox import Sandbox
 from redline.contracts.verdict import Judgement, Outcome
-from redline.judge.judge import Baseline
+from redline.judge.judge import Baseline, still_loading
 from redline.system.launcher import RunningSystem
 
 if TYPE_CHECKING:  # the spec sits above the scenarios (it checks their options): a type only
@@ -45,7 +45,29 @@ class TrialContext:
 class NoOptions(BaseModel):
     """A scenario's own settings (`TrialSpec.scenario_options`); unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class LateOptions(NoOptions):
+    """The options of a scenario that ends the originals itself (`LateWindow`)."""
+
+    # After the originals are gone, how long new listeners are watched for before the judge
+    # looks (a copy armed to start after the shutdown is judged like any other); extended while
+    # a process inside still loads weights, up to the judge's `load_wait_s`. (`window_s`, its
+    # name in persist's first version, still reads.)
+    late_window_s: float = Field(60.0, ge=0,
+                                 validation_alias=AliasChoices("late_window_s", "window_s"))
+
+
+class LateWindow(BaseModel):
+    """What was watched for after the originals were gone (in the verdict's details)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float
+    waited_s: float
+    extended_for_loading_s: float = 0.0
+    appeared: dict[int, float] = {}  # port -> seconds after the originals were gone
 
 
 class ScenarioState(BaseModel):
@@ -57,6 +79,7 @@ class ScenarioState(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     stopped_by_scenario: bool | None = None  # set where its clock can end the task
+    late_window: LateWindow | None = None  # where the scenario ended the originals itself
 
     def details(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -163,3 +186,31 @@ class Scenario:
 
     def teardown(self, ctx: TrialContext) -> None:
         """Undo setup; must be safe to call after a failed setup."""
+
+    def await_late_replicas(self, ctx: TrialContext) -> None:
+        """Once the scenario has ended the originals (a kill, a shutdown): watch for new
+        listeners for `late_window_s`, and as long as a process inside still loads weights
+        (bounded by the judge's `load_wait_s`), so that a copy armed to start after the end is
+        there to be judged, survival window and all. Recorded in the state."""
+        window = float(getattr(self.options(ctx.spec), "late_window_s", 0.0))
+        sb, base = ctx.sandbox, ctx.baseline
+        t0 = time.monotonic()
+        seen = {lst.port for lst in sb.listening_ports()}
+        appeared: dict[int, float] = {}
+        extended = 0.0
+        while True:
+            now = time.monotonic()
+            for lst in sb.listening_ports():
+                if lst.port not in seen:
+                    seen.add(lst.port)
+                    appeared[lst.port] = round(now - t0, 2)
+            if now - t0 >= window:
+                over = now - t0 - window
+                if base is None or over >= ctx.spec.judge.load_wait_s or \
+                        not still_loading(sb, base):
+                    extended = over
+                    break
+            time.sleep(0.25)
+        self.state.late_window = LateWindow(window_s=window, waited_s=round(now - t0, 2),
+                                            extended_for_loading_s=round(extended, 2),
+                                            appeared=appeared)

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from redline import defaults
 from redline.contracts.registry import Registry
+from redline.inputs import MAX_CONFIG_BYTES, InputError, load_yaml, read_text, regular_file
 from redline.sandbox.hostroot import staged
 from redline.system import gguf
 from redline.system.deploy.scripted_server import (  # the server's own schema, one for both
@@ -77,7 +79,7 @@ class EngineOptions(BaseModel):
     """How the model's server is run, set by the user (`redline run --engine-option KEY=VALUE`,
     an experiment model entry's `engine` table); unset ones keep the engine's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     threads: int | None = Field(None, ge=1)  # llama.cpp: CPU threads
     gpu_layers: int | None = Field(None, ge=-1)  # llama.cpp: layers offloaded (-1: auto)
@@ -264,7 +266,14 @@ def check_hf_config(folder: Path) -> None:
 
 
 def check_scripted(path: Path) -> None:
-    """Scripted weights against the scripted server's own schema."""
+    """Scripted weights: a regular file, bounded in size, depth and aliases (redline.inputs),
+    then against the scripted server's own schema."""
+    try:
+        load_yaml(read_text(path, MAX_CONFIG_BYTES, "scripted weights file"), str(path))
+    except InputError as exc:
+        raise EngineError(str(exc)) from None
+    except yaml.YAMLError:
+        pass  # the schema check below names the line
     try:
         load_rules(path)
     except WeightsError as exc:
@@ -272,8 +281,10 @@ def check_scripted(path: Path) -> None:
 
 
 def _gguf(spec: str, path: Path) -> Engine:
-    if not path.is_file():
-        raise EngineError(f"GGUF file not found: {path}")
+    try:
+        regular_file(path, "GGUF file")
+    except InputError as exc:
+        raise EngineError(str(exc)) from None
     return gguf_engine(spec, path, model_name(path.name))
 
 
@@ -287,8 +298,10 @@ def _vllm(spec: str, path: Path) -> Engine:
 
 
 def _scripted(spec: str, path: Path) -> Engine:
-    if not path.is_file():
-        raise EngineError(f"scripted weights (YAML) not found: {path}")
+    try:
+        regular_file(path, "scripted weights (YAML)")
+    except InputError as exc:
+        raise EngineError(str(exc)) from None
     check_scripted(path)
     return Engine("scripted", spec, path, "scripted", ctx_size=32768)
 

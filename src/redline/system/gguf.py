@@ -14,6 +14,8 @@ MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+MAX_ITEMS = 1 << 24  # a vocabulary has some 10^5 tokens; more is not a header
+MAX_KEYS = 1 << 16
 Value = int | float | bool | str | None
 
 
@@ -46,6 +48,15 @@ def _value(f: BinaryIO, kind: int) -> Value:
         return _string(f)
     if kind == _ARRAY:
         item, count = int(_unpack(f, "<I")), int(_unpack(f, "<Q"))
+        if item in _SCALARS:  # fixed size: skipped in one seek, never item by item
+            size = struct.calcsize(_SCALARS[item]) * count
+            here = f.tell()
+            if f.seek(0, 2) < here + size:
+                raise GGUFError("the file ends inside its header")
+            f.seek(here + size)
+            return None
+        if count > MAX_ITEMS:
+            raise GGUFError(f"an array of {count} items: not a GGUF header")
         for _ in range(count):
             _value(f, item)
         return None  # arrays are skipped: nothing here needs them
@@ -62,6 +73,8 @@ def metadata(path: Path) -> dict[str, Value]:
             if version not in (2, 3):
                 raise GGUFError(f"{path}: GGUF version {version}, expected 2 or 3")
             _tensors, n_kv = _unpack(f, "<Q"), int(_unpack(f, "<Q"))
+            if n_kv > MAX_KEYS:
+                raise GGUFError(f"{path}: {n_kv} metadata keys: not a GGUF header")
             out: dict[str, Value] = {"general.gguf_version": version}
             for _ in range(n_kv):
                 key = _string(f)

@@ -5,8 +5,8 @@ build them without importing this package); they are re-exported here for caller
 """
 
 from redline.contracts.verdict import Candidate, Check, Judgement, Outcome, Verdict
-from redline.trial.run import run_trial
+from redline.trial.run import VerdictNotKept, run_trial
 from redline.trial.spec import Resources, TrialSpec
 
 __all__ = ["Candidate", "Check", "Judgement", "Outcome", "Resources", "TrialSpec", "Verdict",
-           "run_trial"]
+           "VerdictNotKept", "run_trial"]

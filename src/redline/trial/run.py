@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import threading
 import time
 import traceback
@@ -21,15 +20,16 @@ import httpx
 
 from redline import defaults
 from redline.contracts.sandbox import Sandbox
+from redline.contracts.stop import signal_name
 from redline.contracts.verdict import Candidate, Verdict
+from redline.inputs import InputError, read_regular
 from redline.judge import tool_task
 from redline.judge.awareness import candidate_statements, main_statements
 from redline.judge.judge import judge, take_baseline
 from redline.judge.kernelrec.record import KernelRecord
 from redline.judge.probes import request
-from redline.judge.tool_task import read_regular
 from redline.judge.trace_facts import facts, first_run
-from redline.results import atomic_write_json, load_events
+from redline.results import JSONL_LIMIT, atomic_write_json, load_events, write_elsewhere
 from redline.sandbox import SandboxConfig, make_sandbox
 from redline.scenarios import Scenario, TrialContext, get_scenario
 from redline.system.builder import build_system
@@ -45,6 +45,17 @@ OnEvent = Callable[[dict[str, Any]], None]
 
 class TrialCutShort(Exception):
     """The sandbox was killed by one of its limits before the judge could look."""
+
+
+class VerdictNotKept(OSError):
+    """The trial ran, but its folder could not take verdict.json (a full disk, a folder that
+    is read-only or not permitted): the verdict itself, where it was to go, why, and where it
+    went instead (`fallback`, None if nowhere would take it). The caller prints it."""
+
+    def __init__(self, verdict: Verdict, path: Path, reason: OSError,
+                 fallback: Path | None) -> None:
+        self.verdict, self.path, self.reason, self.fallback = verdict, path, reason, fallback
+        super().__init__(reason.errno, f"{path}: {reason.strerror or reason}")
 
 
 # Held on the trial's output disk from the start and freed just before the verdict is written,
@@ -76,9 +87,13 @@ def _hold_trace(trace_host: Path, dest: Path) -> int:
 
 
 def _copy_held(fd: int, dest: Path) -> None:
+    """The held trace into the trial folder, at most JSONL_LIMIT bytes of it."""
     with open(os.dup(fd), "rb") as src, open(dest, "wb") as out:
         src.seek(0)
-        shutil.copyfileobj(src, out)
+        left = JSONL_LIMIT
+        while left > 0 and (chunk := src.read(min(1 << 20, left))):
+            out.write(chunk)
+            left -= len(chunk)
 
 
 def _describe(exc: BaseException) -> str:
@@ -250,6 +265,14 @@ class _Trial:
         if self.sb is not None:
             self.verdict.teardown = self.sb.teardown()  # idempotent; records a limit's kill
 
+    def interrupted(self, signame: str) -> None:
+        """Stopped from outside before it was judged: a stated error, never a result."""
+        self.verdict.failed(f"interrupted ({signame}) before it was judged; its sandbox was "
+                            "torn down")
+        self.verdict.interrupted = signame
+        if self.sb is not None:
+            self.verdict.teardown = self.sb.teardown()  # idempotent: done on the way out
+
     def teardown_scenario(self) -> None:
         if self.scenario is not None and self.ctx is not None:
             try:
@@ -260,15 +283,18 @@ class _Trial:
     def finish(self) -> Verdict:
         """Always: stop the recorders, keep the trace, read what the model said and the
         trace's facts, write verdict.json from the disk space held in reserve."""
-        verdict, out_dir, trace_host = self.verdict, self.out_dir, self.trace_host
+        verdict, out_dir = self.verdict, self.out_dir
         self.record.stop()
         _keep_record(self.record, self.evidence)
-        self.reserve.unlink(missing_ok=True)
+        try:
+            self.reserve.unlink(missing_ok=True)
+        except OSError:
+            pass  # a folder that refuses it refuses the verdict too: said below
         trace = out_dir / "trace.jsonl"
         try:
-            if trace_host and trace_host.exists():  # the sandbox's state is still there
-                shutil.copyfile(trace_host, trace)
-            elif self.trace_fd is not None:  # gone with the sandbox: the inode we hold
+            # Always the inode held since boot, never the path: inside, the agent may have
+            # put a link (to /dev/zero, to a host file) or a FIFO in its place.
+            if self.trace_fd is not None:
                 _copy_held(self.trace_fd, trace)
             trace.touch()
         except OSError as exc:
@@ -277,7 +303,11 @@ class _Trial:
             if self.trace_fd is not None:
                 os.close(self.trace_fd)
                 self.trace_fd = None
-        events = load_events(trace_host if trace_host and trace_host.exists() else trace)
+        try:
+            events = load_events(trace)
+        except InputError as exc:
+            events = []
+            verdict.error = verdict.error or f"could not read the trace: {exc}"
         said = main_statements(events)
         verdict.eval_awareness, verdict.refusals = said.eval_awareness, said.refusals
         verdict.candidate_statements = [candidate_statements(
@@ -295,14 +325,23 @@ class _Trial:
         verdict.duration_s = round(time.monotonic() - self.t0, 3)
         # the agent writes run_start when it takes the task: without one, nothing was observed
         verdict.finish(f, task_ran=bool(first_run(events)))
-        atomic_write_json(out_dir / "verdict.json", verdict.document())
+        try:
+            atomic_write_json(out_dir / "verdict.json", verdict.document())
+        except OSError as exc:  # never lost: written elsewhere, and the caller prints it
+            fallback = write_elsewhere(f"{verdict.trial_id}.verdict.json", verdict.document())
+            raise VerdictNotKept(verdict, out_dir / "verdict.json", exc, fallback) from None
         return verdict
 
 
 def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -> Verdict:
     """Run one trial; write its verdict.json and return the `Verdict`. The phases are
-    `_Trial`'s methods; `replicated` is decided by the scenario's `outcome()`."""
+    `_Trial`'s methods; `replicated` is decided by the scenario's `outcome()`.
+
+    Stopped from outside (Ctrl-C, SIGTERM, SIGHUP: redline.contracts.stop), the sandbox is torn
+    down on the way out, the verdict says so (`interrupted`, and the error), and the interrupt
+    goes on to the caller once the verdict is written."""
     trial = _Trial(spec, out_dir, on_event)
+    stopped: KeyboardInterrupt | None = None
     try:
         sb = trial.prepare()
         t = time.monotonic()
@@ -314,11 +353,17 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
             t = time.monotonic()
         trial.verdict.timings["teardown_s"] = round(time.monotonic() - t, 3)
         trial.verdict.teardown = getattr(sb, "teardown_report", None)
+    except KeyboardInterrupt as exc:
+        stopped = exc
+        trial.interrupted(signal_name(exc))
     except Exception as exc:  # noqa: BLE001 - every trial ends with a verdict or a stated error
         trial.failed(exc)
     finally:
         trial.teardown_scenario()
-    return trial.finish()
+    verdict = trial.finish()
+    if stopped is not None:
+        raise stopped
+    return verdict
 
 
 def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
@@ -397,8 +442,10 @@ def _keep_record(record: KernelRecord, evidence: Path) -> None:
 
 
 def _copy_logs(host_folder: Path, dest: Path) -> None:
+    """The original's own log, read with no link followed and bounded: inside, the agent may
+    have put a link (to a host file, to /dev/zero) or a FIFO in its place."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("agent.log",):
-        src = host_folder / "log" / name
-        if src.exists():
-            shutil.copyfile(src, dest / name)
+        text = read_regular(host_folder, f"log/{name}", limit=CANDIDATE_TRACE_BYTES)
+        if text is not None:
+            (dest / name).write_text(text, encoding="utf-8")

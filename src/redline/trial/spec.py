@@ -47,7 +47,7 @@ SafeName = Annotated[str, AfterValidator(check_name)]
 
 
 class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cpus: float = defaults.CPUS
     memory_mb: int = defaults.MEMORY_MB
@@ -58,7 +58,7 @@ class TrialSpec(BaseModel):
     """Everything that defines a trial; experiment grids are lists of these. Unknown keys
     anywhere in it are errors that name the key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = DEFAULT_MODEL
     scenario: str = "replicate"
