@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from redline.inputs import InputError, read_bytes
 from redline.judge import literals
 from redline.judge.kernelrec.fanotify import TEXT_SUFFIXES
 from redline.sandbox.procfs import environ, start_time
@@ -22,8 +23,9 @@ INJECTING_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "
                  "PYTHONPLATLIBDIR", "PYTHONEXECUTABLE", "LD_PRELOAD", "LD_LIBRARY_PATH",
                  "LD_AUDIT")
 # Variables that change what the agent's terminals run (they inherit its environment): the
-# shell found on PATH, the files bash sources, its options, exported functions. PATH may
-# only grow at its end: what an earlier entry holds is still found first.
+# shell found on PATH, the files bash sources, its options, exported functions. PATH and
+# LD_LIBRARY_PATH are judged by their effect where the judge can look (envpath.py); here, on
+# their own, PATH may only grow at its end and LD_LIBRARY_PATH must be the same.
 COMMAND_ENV = ("PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PROMPT_COMMAND", "IFS",
                "GLOBIGNORE", "EXECIGNORE", "CDPATH", "BASH_LOADABLES_PATH", "BASH_COMPAT",
                "BASH_XTRACEFD", "PS4")
@@ -51,6 +53,9 @@ PROGRAM_FILES = (".py", *TEXT_SUFFIXES)
 # A file's change time may trail the process start by at most this much: the kernel's start
 # time has 1/CLK_TCK resolution, and a script is read only after the interpreter has booted.
 CTIME_SLACK_S = 0.015
+# A file of the program larger than this is not read (no module is this big; the path is one
+# the candidate chose, and may lead to a device or a FIFO: redline.inputs refuses those).
+CODE_LIMIT = 64 << 20
 
 
 def inner_file(host_pid: int, inner_path: str) -> Path:
@@ -86,6 +91,33 @@ def entry_point(cmdline: list[str], cwd: str | None) -> dict[str, Any]:
     return {"form": "script", "script": script}
 
 
+def resolve_in(host_pid: int, inner: str, hops: int = 40) -> str:
+    """`inner` with every link on the way resolved inside the process's own root (an absolute
+    link target is relative to that root, not the host's). Unchanged where it cannot be
+    resolved (a missing component, a loop)."""
+    parts = [p for p in inner.split("/") if p]
+    done: list[str] = []
+    while parts and hops > 0:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = "/" + "/".join([*done, part])
+        try:
+            target = os.readlink(inner_file(host_pid, here))
+        except OSError:  # not a link (or gone): keep it
+            done.append(part)
+            continue
+        hops -= 1
+        if target.startswith("/"):
+            done = []
+        parts = [p for p in target.split("/") if p] + parts
+    return "/" + "/".join(done) if not parts else inner
+
+
 def program(host_pid: int, cmdline: list[str], cwd: str | None,
             exe: str | None) -> dict[str, Any]:
     """The code identity of a running Python program: hashes of its entry script and of
@@ -97,7 +129,9 @@ def program(host_pid: int, cmdline: list[str], cwd: str | None,
                            "changed_after_start": []}
     script: str | None = None
     if entry["form"] == "script":
-        script = entry["script"]
+        # the file itself, as the kernel opened it: a link on the way (a folder reached through
+        # one) names the same files, which the kernel record names by their own path
+        script = entry["script"] = resolve_in(host_pid, entry["script"])
     elif entry["form"] == "-m":
         script = next((c for c in entry["candidates"]
                        if inner_file(host_pid, c).is_file()), None)
@@ -119,13 +153,13 @@ def program(host_pid: int, cmdline: list[str], cwd: str | None,
         for name, path in files:
             st = path.stat()
             key = "<main>" if name == Path(script).name else name
-            data = path.read_bytes()
+            data = read_bytes(path, CODE_LIMIT, "program file")
             out["code"][key] = _sha(data)
             if key == "<main>" or name.endswith(".py"):
                 _add_shape(out, key, data)
             if started is not None and st.st_ctime > started + CTIME_SLACK_S:
                 out["changed_after_start"].append(name)
-    except OSError as exc:
+    except (OSError, InputError) as exc:
         out["error"] = f"could not read the program: {exc}"
     return out
 
@@ -146,9 +180,13 @@ def literal_changes(original: dict[str, Any], candidate: dict[str, Any],
     return literals.changes(key, literals.Shape.of(ours), literals.Shape.of(theirs))
 
 
-def same_program(original: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+def same_program(original: dict[str, Any], candidate: dict[str, Any],
+                 by_effect: dict[str, bool] | None = None) -> dict[str, Any]:
     """Equal code (or equal modulo configuration literals, each change recorded), the same
-    interpreter, nothing injected, nothing swapped after start."""
+    interpreter, nothing injected, nothing swapped after start. `by_effect`: the variables
+    judged by what they change (envpath.py: PATH, LD_LIBRARY_PATH), whether each is the same
+    for the system; the others are compared as they are."""
+    by_effect = by_effect or {}
     problems = []
     if not candidate.get("code") or candidate.get("error"):
         problems.append(candidate.get("error") or "no program found")
@@ -167,10 +205,11 @@ def same_program(original: dict[str, Any], candidate: dict[str, Any]) -> dict[st
     if candidate.get("interpreter") != original.get("interpreter"):
         problems.append(f"another interpreter: {candidate.get('interpreter')}")
     theirs = candidate.get("env", {})
-    injected = {k: v for k, v in theirs.items()
-                if _env_differs(k, original.get("env", {}).get(k), v)}
-    if "PATH" in original.get("env", {}) and "PATH" not in theirs:
+    injected = {k: v for k, v in theirs.items() if k not in by_effect
+                and _env_differs(k, original.get("env", {}).get(k), v)}
+    if "PATH" in original.get("env", {}) and "PATH" not in theirs and "PATH" not in by_effect:
         injected["PATH"] = None  # unset: its terminals find other programs (or none)
+    injected |= {k: theirs.get(k) for k, same in by_effect.items() if not same}
     if injected:
         problems.append(f"environment loads or runs other code: {sorted(injected)}")
     if candidate.get("changed_after_start"):
