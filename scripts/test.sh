@@ -3,8 +3,8 @@
 #   fast      logic only, no sandbox, no model: fails early, in about a minute
 #   parallel  everything else but `serial` and `llm`, under pytest-xdist (it mostly waits on
 #             sandboxes: survival windows, scenario clocks)
-#   serial    what needs the machine to itself, one test at a time: the Docker daemon, the Ray
-#             clusters, and the real models (a model on the CPU is slowed 5-10x by the others)
+#   serial    what needs the machine to itself, one test at a time: the Docker daemon of the
+#             run's own, and the real models (a model on the CPU is slowed 5-10x by the others)
 # Extra arguments go to every pytest call (e.g. `--random-order`).
 # A tier that selects nothing passes (pytest's exit 5); any other failure makes the exit 1,
 # and a failed fast tier stops here.
@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 # Parallel workers: measured on the 2-core machine (docs/testing.md, "Workers").
-WORKERS="${REDLINE_TEST_WORKERS:-6}"
+WORKERS="${REDLINE_TEST_WORKERS:-8}"
 failed=()
 
 tier() {

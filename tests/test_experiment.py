@@ -340,7 +340,6 @@ print(json.dumps({"nodes": nodes, "ran": res.ran, "complete": res.complete,
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # a local Ray instance of its own
 def test_ray_grid_on_loopback(tmp_path: Path) -> None:
     """The private local Ray instance (no address given), in a network namespace of its own."""
     pytest.importorskip("ray")

@@ -104,7 +104,6 @@ def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
         assert (out / trial_id / "verdict.json").read_text() == raw
 
 
-@pytest.mark.serial  # a local Ray instance of its own
 def test_scripted_grid_on_local_ray(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     path = write_grid(tmp_path / "grid.toml", backend="ray")

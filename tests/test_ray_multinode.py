@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-# A Ray cluster of its own: alone, after the parallel tier (docs/testing.md).
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+# A Ray cluster of its own, in a network namespace of its own: it mostly waits, so it runs
+# beside the other slow tests of the parallel tier (docs/testing.md).
+pytestmark = pytest.mark.slow
 pytest.importorskip("ray")
 HERE = Path(__file__).resolve().parent
 
