@@ -163,9 +163,9 @@ def build_env(packages: list[str], folder: Path, *, quiet: bool = True) -> None:
     pkgs = " ".join(_quote(p) for p in packages)
     if uv is not None:
         uv_cache.mkdir(parents=True, exist_ok=True)
-        install = (f"{_quote(uv)} pip install {'-q' if quiet else ''} --compile-bytecode "
+        install = (f"/opt/.uv pip install {'-q' if quiet else ''} --compile-bytecode "
                    f"--python {INNER}/bin/python {pkgs}; "
-                   f"{INNER}/bin/python -I -B {_quote(str(AS_PIP))} {INNER} {pkgs}")
+                   f"{INNER}/bin/python -I -B /opt/.as_pip.py {INNER} {pkgs}")
     else:
         install = (f"{INNER}/bin/python -m pip install --disable-pip-version-check "
                    f"{'-q' if quiet else ''} {pkgs}")
@@ -174,8 +174,9 @@ def build_env(packages: list[str], folder: Path, *, quiet: bool = True) -> None:
             "--tmpfs", "/tmp", "--tmpfs", "/opt", "--bind", str(tmp), INNER,
             "--bind", str(cache), "/opt/.pip-cache", "--die-with-parent", "--unshare-pid",
             "--chdir", "/tmp"]
-    if uv is not None:
-        argv += ["--bind", str(uv_cache), "/opt/.uv-cache"]
+    if uv is not None:  # at fixed paths: where they are may be hidden (a checkout in /tmp)
+        argv += ["--bind", str(uv_cache), "/opt/.uv-cache", "--ro-bind", uv, "/opt/.uv",
+                 "--ro-bind", str(AS_PIP), "/opt/.as_pip.py"]
     argv += ["--", "/bin/sh", "-c", script]
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_TARGET", "PIP_PREFIX")}
