@@ -30,10 +30,11 @@ fi
 # pip's index settings carry over to uv (uv does not read pip's configuration files).
 [ -n "${PIP_INDEX_URL:-}" ] && export UV_DEFAULT_INDEX="${UV_DEFAULT_INDEX:-$PIP_INDEX_URL}"
 [ -n "${PIP_EXTRA_INDEX_URL:-}" ] && export UV_INDEX="${UV_INDEX:-$PIP_EXTRA_INDEX_URL}"
-[ -d "${PIP_FIND_LINKS:-/nonexistent}" ] && export UV_FIND_LINKS="${UV_FIND_LINKS:-$PIP_FIND_LINKS}"
+links=()
+[ -d "${PIP_FIND_LINKS:-/nonexistent}" ] && links=(--find-links "$PIP_FIND_LINKS")
 pkg() {
   if [ -n "$UV" ]; then
-    "$UV" pip install -q --python .venv/bin/python "$@"
+    "$UV" pip install -q --python .venv/bin/python "${links[@]}" "$@"
   else
     .venv/bin/pip install -q --disable-pip-version-check "$@"
   fi

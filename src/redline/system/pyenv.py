@@ -179,7 +179,8 @@ def build_env(packages: list[str], folder: Path, *, quiet: bool = True) -> None:
                  "--ro-bind", str(AS_PIP), "/opt/.as_pip.py"]
     argv += ["--", "/bin/sh", "-c", script]
     env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_TARGET", "PIP_PREFIX")}
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PIP_TARGET", "PIP_PREFIX",
+                        "UV_FIND_LINKS")}  # (a local folder: not in the build's view)
     env.update(PIP_CACHE_DIR="/opt/.pip-cache", PATH="/usr/local/bin:/usr/bin:/bin")
     if uv is not None:
         env.update(_uv_env())
