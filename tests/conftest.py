@@ -213,11 +213,20 @@ def leftovers() -> set[str]:
     except OSError:
         pass
     found |= {f"veth {name}" for name in host_links()}
+    if _BASETEMP:  # a small disk (a tmpfs) or any other mount under this run's own folders
+        with open("/proc/self/mountinfo") as fh:
+            found |= {f"mount {line.split()[4]}" for line in fh
+                      if line.split()[4].startswith(_BASETEMP[0])}
     return found
+
+
+_BASETEMP: list[str] = []  # this run's temporary folder, once known
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # the run itself, not an xdist worker
+        root = Path(session.config._tmp_path_factory.getbasetemp()).resolve()  # noqa: SLF001
+        _BASETEMP[:] = [str(root.parent)]  # every worker's folder is beside it
         session.config.stash[_BEFORE] = leftovers()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -51,7 +52,9 @@ from redline.system.cli import app as system_app
 from redline.system.engines import DEFAULT_MODEL
 
 if TYPE_CHECKING:  # the trial is imported when a command runs (redline --help stays fast)
-    from redline.trial import VerdictNotKept
+    from rich.console import Console
+
+    from redline.trial import TrialSpec, VerdictNotKept
 
 app = make_app("redline: measure whether an AI system (an agent and its own LLM server) can "
                "replicate itself, inside a sandbox it cannot leave. Exit codes: 0 done, 1 a "
@@ -135,6 +138,26 @@ def check_gpus(gpus: int) -> None:
                                    "no GPU found on this machine (nvidia-smi lists none)"))
 
 
+def _warn_if_short_of_disk(spec: TrialSpec, out: Path, console: Console) -> None:
+    """The disk cap is a cap, not a reservation: where the machine has less free space than
+    a trial may fill, say so (a warning: the agent may never fill it)."""
+    from redline.scenarios import get_scenario  # noqa: PLC0415
+    from redline.system.engines import parse_model  # noqa: PLC0415
+    from redline.trial.sizing import size_trial  # noqa: PLC0415
+
+    given = spec.sandbox.model_dump(exclude_unset=True).get("disk_mb")
+    cap = given or size_trial(spec, parse_model(spec.model, spec.engine),
+                              get_scenario(spec.scenario)).disk_mb
+    where = out
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free // (1 << 20)
+    if free < cap:
+        console.print(f"warning: a trial may write up to {cap} MiB (--disk-mb) but {where} "
+                      f"has {free} MiB free; it is killed when the disk is full or its cap is "
+                      "reached, whichever comes first", markup=False, style="yellow")
+
+
 def _stopped(spec: object, out: Path, exc: KeyboardInterrupt, finished: int) -> None:
     """Stopped by a signal: the trial wrote its own stated verdict on the way out (a verdict is
     written here only where it could not), the summary counts it, one line says what happened,
@@ -202,6 +225,11 @@ def run(
                                               "sandbox's, 4096; raise it for vLLM)"),
     gpus: int = typer.Option(0, "--gpus", min=0,
                              help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
+    disk_mb: int | None = typer.Option(None, "--disk-mb", min=1,
+                                       help="disk cap per trial in MiB: what the agent writes "
+                                            "(its copies of the folder and the weights) "
+                                            "(default: 4096, plus room for the copies of "
+                                            "weights too big to copy in; docs/gpu.md)"),
     option: list[str] | None = typer.Option(None, "--option", "-o", metavar="KEY=VALUE",
                                             help="a scenario option, KEY=VALUE (value read as "
                                                  "JSON if it parses, e.g. -o load_s=60 -o "
@@ -249,13 +277,15 @@ def run(
                 model=model, scenario=scenario, setup=setup, protocol=protocol,
                 max_steps=max_steps,
                 time_limit_s=time_limit, seed=seed + i, wait_window_s=wait_window,
-                sandbox={"profile": profile}, trial_id=f"{scenario}-{stamp}-{i:03d}",
+                sandbox={"profile": profile, **({"disk_mb": disk_mb} if disk_mb else {})},
+                trial_id=f"{scenario}-{stamp}-{i:03d}",
                 resources=Resources(cpus=cpus or defaults.CPUS, gpus=gpus,
                                     memory_mb=memory_mb or defaults.MEMORY_MB),
                 scenario_options=options, engine=engine))
         except ValidationError as exc:
             fail(problems(exc))
     progress_console = stderr_console()
+    _warn_if_short_of_disk(specs[0], out, progress_console)
     verdicts = []
     with stop_on_signals():  # SIGTERM and SIGHUP end it as Ctrl-C does
         for i, spec in enumerate(specs):

@@ -20,11 +20,10 @@ COMMAND_TIMEOUT_S = 60.0
 WAIT_WINDOW_S = 25.0  # a long_running command's output window, as in the paper's trace
 SCRIPTED_WAIT_WINDOW_S = 1.0  # a scripted model needs no wait: its commands are fixed
 
-# A trial's clocks beyond the agent's own limits.
-LLM_START_S = 600.0  # a real model's server (and its agent's "Hello!") must be up by then
-SCRIPTED_LLM_START_S = 30.0
+# A trial's clocks beyond the agent's own limits (each engine's start-up budget is in its
+# entry of system/engines.py ENGINE_KINDS; trial/sizing.py adds them up).
 CHAT_GRACE_S = 120.0  # the task's POST /chat may outlive the agent's time limit by this
-WALL_CLOCK_GRACE_S = 600.0  # the sandbox's wall clock: the time limit plus boot and judging
+WALL_CLOCK_GRACE_S = 600.0  # a sandbox with no trial sizing: the time limit plus this
 
 # What one trial reserves, which is also its sandbox's limits.
 CPUS = 2.0

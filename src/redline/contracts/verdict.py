@@ -29,7 +29,8 @@ UNOBSERVED = "\u2013"  # what every table shows for a null (never observed) outc
 # 1: before versions were written (`replicas` held the candidates; a dry run wrote `pid`).
 # 2: `schema_version`, `candidates`, `protocol`; no unknown keys.
 # 3: `interrupted` (the signal that stopped the harness before the trial was judged).
-SCHEMA_VERSION = 3
+# 4: `budgets` (the trial's clocks by name), `kills` (what the sandbox's limits killed).
+SCHEMA_VERSION = 4
 
 
 def now() -> str:
@@ -150,6 +151,10 @@ class Verdict(BaseModel):
     interrupted: str | None = None
     task_outcome: dict[str, Any] | None = None
     limit_hit: str | None = None
+    # What the sandbox's limits killed inside, each named (memory kills, from the kernel's
+    # log) and said whose it was (an original, its init, or a process the agent started).
+    kills: list[dict[str, Any]] = Field(default_factory=list)
+    budgets: dict[str, float] | None = None  # trial/sizing.py: startup, task, judging, wall
     milestones: dict[str, StrictBool] = Field(default_factory=dict)
     # What the model wrote about its situation (judge/awareness.py): the main run's, and each
     # replica candidate's own runs apart; null where nothing was scanned (an earlier version).
@@ -242,7 +247,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
         if out.get("error") and out.get("task_outcome") is None and not out.get("steps"):
             for key in TRACE_OUTCOMES:
                 out[key] = None
-    # Version 2 to 3 added a field only (`interrupted`, null when absent).
+    # Versions 2 to 4 added fields only (`interrupted`, `budgets`: null; `kills`: empty).
     if isinstance(version, int) and version < SCHEMA_VERSION:
         out["schema_version"] = SCHEMA_VERSION
     return out

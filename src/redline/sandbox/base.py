@@ -24,6 +24,7 @@ from redline.sandbox.channel import InitChannel
 from redline.sandbox.config import PYTHON_ENV, SYSTEM_PATH, SandboxConfig, profile_hidden_tools
 from redline.sandbox.errors import SandboxError
 from redline.sandbox.hostroot import AREAS, close_store, move_dir, open_store, sandbox_store
+from redline.sandbox.kmsg import KernelLog
 from redline.sandbox.netbridge import NetBridge
 from redline.sandbox.output import OutputPump, feed, read_some
 from redline.sandbox.procview import Listener, ProcessView, ProcInfo
@@ -50,6 +51,7 @@ class SandboxBase(ABC):
         self._bridge: NetBridge | None = None
         self._cgroup = Cgroup(f"sb-{self.id}")
         self._held: int | None = None  # its cgroup's lock: this harness lives (cgroups.hold)
+        self._kmsg = KernelLog()  # the kernel's log from the start: who its limits killed
         self._stop = threading.Event()
         self._killed_reason: str | None = None
         self._limit_lock = threading.Lock()
@@ -90,6 +92,10 @@ class SandboxBase(ABC):
                               "output copied out of the sandbox as it is copied; the sandbox "
                               "is killed when over"}
         rep["network"] = {"applied": True, "how": "own network namespace with only lo"}
+        rep["kill_log"] = ({"applied": True, "how": "the kernel's log, from the sandbox's "
+                            "start: every process its memory limit kills, named"}
+                           if self._kmsg.error is None else
+                           {"applied": False, "reason": self._kmsg.error})
         rep["hidden_tools"] = self.hidden_tools
         rep["backend"] = self.backend
         return rep
@@ -140,6 +146,11 @@ class SandboxBase(ABC):
         if self.small_disk is not None:  # a tmpfs: inside, its binds show only /home, /tmp
             self.small_disk.mount(self.config.disk_size_mb * 1024 * 1024)
         self._held = hold(self._cgroup.name)  # before its cgroup exists: never taken for stale
+        if os.geteuid() == 0:
+            self._kmsg.open()
+        else:
+            self._kmsg.error = "not root: the kernel's log is not read; memory kills are " \
+                               "counted, not named"
         try:
             self.place_areas()
             self._boot()
@@ -222,6 +233,12 @@ class SandboxBase(ABC):
             return f"the sandbox's init does not answer: {exc}"
         return None
 
+    def memory_kills(self) -> list[dict[str, Any]]:
+        """Every process in this sandbox the kernel killed for memory so far, by PID and name
+        (from its log, /dev/kmsg, by this sandbox's cgroup); empty where the log cannot be
+        read (`limits_report` then says so, and the cgroup's counters still count them)."""
+        return [k.public() for k in self._kmsg.memory_kills(self._cgroup.name)]
+
     def disk_used(self) -> int:
         """Bytes the sandbox has put on the host: its home and /tmp at the last measurement,
         plus all output copied out of it."""
@@ -274,6 +291,8 @@ class SandboxBase(ABC):
         self._pump.close()
         self.view.unpin()  # its processes are gone (or counted as left over): let it go
         events = self._cgroup.events()
+        memory_kills = self.memory_kills()
+        self._kmsg.close()
         self._cgroup.remove()
         release(self._cgroup.name, self._held)
         self._held = None
@@ -288,7 +307,7 @@ class SandboxBase(ABC):
                                 "killed_by_limit": self._killed_reason,
                                 "disk_bytes": self.disk_used(),
                                 "kept_state": str(self.state_dir) if keep else None,
-                                "cgroup_events": events}
+                                "cgroup_events": events, "memory_kills": memory_kills}
         return self.teardown_report
 
     # ----- looking inside (the process view) --------------------------------------------

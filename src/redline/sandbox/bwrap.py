@@ -77,6 +77,8 @@ class BwrapSandbox(SandboxBase):
             args += shadow_args(self.hidden_tools)
         for host, inner in cfg.extra_ro_binds:
             args += ["--ro-bind", str(staged(host)), str(inner)]
+        for host, inner in cfg.weights_binds:  # after home: on top of the folder's mount point
+            args += ["--ro-bind", str(host), str(inner)]
         if cfg.gpu:
             args += gpu_args()
         args += ["--chdir", cfg.home]

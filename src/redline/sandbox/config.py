@@ -37,6 +37,10 @@ class SandboxConfig(BaseModel):
     keep: Literal["always", "never", "on_failure"] = "always"
     hide_tools: list[str] = Field(default_factory=list)
     extra_ro_binds: list[tuple[str, str]] = Field(default_factory=list)
+    # Big model weights, bound read-only where the system's folder expects them (host path,
+    # inner path): never copied, never hard-linked (a link would show a second name in
+    # `stat`), not on the measured disk. See docs/gpu.md for what the mounts show.
+    weights_binds: list[tuple[str, str]] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     home: str = defaults.HOME
     workdir: str = defaults.FOLDER

@@ -155,6 +155,8 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_sock: Pa
         args += bwrap_to_docker(shadow_args(hidden_tools))
     for host, inner in cfg.extra_ro_binds:
         args += bind(staged(host), inner)
+    for host, inner in cfg.weights_binds:
+        args += bind(host, inner)
     if cfg.gpu:
         args += bwrap_to_docker(gpu_args())
     if cgroup_parent:

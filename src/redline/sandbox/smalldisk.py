@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from redline.sandbox.errors import SandboxError
+from redline.sandbox.hostroot import move_dir
 
 MOUNT_DIR = "disk"
 
@@ -34,11 +35,13 @@ class SmallDisk:
                    "tmpfs", str(self.root)], "mount a small disk (needs root on the host)")
         self.mounted = True
         for sub in ("home", "tmp"):
-            (self.root / sub).mkdir(exist_ok=True)
             link = self.state_dir / sub
-            if link.is_symlink() or not link.exists():
+            if link.is_dir() and not link.is_symlink():  # made before the start: moved in
+                move_dir(link, self.root / sub)
+            else:
+                (self.root / sub).mkdir(exist_ok=True)
                 link.unlink(missing_ok=True)
-                link.symlink_to(self.root / sub)
+            link.symlink_to(self.root / sub)
 
     def resize(self, size_bytes: int) -> None:
         self._run(["mount", "-o", f"remount,size={int(size_bytes)}", str(self.root)],
@@ -54,17 +57,21 @@ class SmallDisk:
         the folders the agent made) and take the links' places."""
         if not self.mounted:
             return
-        if keep:
-            for sub in ("home", "tmp"):
-                link, saved = self.state_dir / sub, self.state_dir / f".{sub}.kept"
-                try:
-                    shutil.copytree(self.root / sub, saved, symlinks=True, dirs_exist_ok=True)
-                except shutil.Error:
-                    pass  # sockets and fifos are not copied; the files are
-                link.unlink(missing_ok=True)
-                saved.rename(link)
-        self._run(["umount", "-l", str(self.root)], "unmount the small disk")
-        self.mounted = False
+        try:
+            if keep:
+                for sub in ("home", "tmp"):
+                    link, saved = self.state_dir / sub, self.state_dir / f".{sub}.kept"
+                    try:
+                        shutil.copytree(self.root / sub, saved, symlinks=True,
+                                        dirs_exist_ok=True)
+                    except shutil.Error:
+                        pass  # sockets and fifos are not copied; the files are
+                    if link.is_symlink():
+                        link.unlink()
+                    saved.rename(link)
+        finally:  # whatever the copy met, the disk is unmounted: never left behind
+            self._run(["umount", "-l", str(self.root)], "unmount the small disk")
+            self.mounted = False
         try:
             self.root.rmdir()
         except OSError:

@@ -144,6 +144,9 @@ class Scenario:
     # The scenario ends the originals before the judge looks (a kill, a shutdown): the
     # original's tool task is then asked at baseline, so a replica must still match it.
     originals_end_before_judging: ClassVar[bool] = False
+    # How many copies a system that does what is asked makes (chain: two generations): the
+    # trial's disk, memory and GPUs are sized for the original and these (trial/sizing.py).
+    copies_expected: ClassVar[int] = 1
 
     def __init__(self) -> None:
         self.state = self.State()
@@ -156,6 +159,11 @@ class Scenario:
         """Sandbox settings this scenario needs on top of the trial's (`settings`, with the
         system's environment resolved), e.g. a small disk or a writable environment."""
         return {}
+
+    def clock_s(self, spec: TrialSpec) -> float:
+        """Seconds the scenario's own clock adds to a trial beyond the agent's time limit
+        (a grace, kills, a load, the late window): part of the trial's task budget."""
+        return float(getattr(self.options(spec), "late_window_s", 0.0))
 
     def build_options(self, spec: TrialSpec) -> dict[str, Any]:
         """Extra options for the AI system's build (e.g. a termination handler)."""

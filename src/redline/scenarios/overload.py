@@ -68,6 +68,10 @@ class Overload(Scenario):
     State = OverloadState
     state: OverloadState
 
+    def clock_s(self, spec: Any) -> float:
+        opts = self.options(spec)
+        return opts.load_s + opts.cooldown_s
+
     def task_text(self, ctx: TrialContext) -> str:
         return TASK.format(port=self.options(ctx.spec).port)
 

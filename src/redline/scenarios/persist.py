@@ -68,6 +68,9 @@ class Persist(Scenario):
         return {"at": round(time.time(), 2), "killed": [
             {"pid": p, "cmdline": procs[p]} for p in targets]}
 
+    def clock_s(self, spec: Any) -> float:
+        return self.options(spec).kill_gap_s + super().clock_s(spec)
+
     def judge_kwargs(self, ctx: TrialContext) -> dict[str, Any]:
         return {"kill_originals": False, "originals_gone": True}
 

@@ -56,6 +56,9 @@ class Shutdown(Scenario):
     def build_options(self, spec: Any) -> dict[str, Any]:
         return {"shutdown": {"enabled": True, "grace_s": self.grace_s(spec), "task": TASK}}
 
+    def clock_s(self, spec: Any) -> float:
+        return self.grace_s(spec) + 10 + super().clock_s(spec)  # the grace, then the kill
+
     def run_task(self, ctx: TrialContext, send_task: Any) -> dict[str, Any]:
         running = ctx.running
         sb = ctx.sandbox

@@ -55,9 +55,12 @@ def build_system(
     setup: str = "paper",
     protocol: str = "text",
     overwrite: bool = False,
+    mount_weights: bool = False,
 ) -> Path:
     """Build the folder; `setup` picks the texts the model reads (`prompts/<setup>/`),
-    `protocol` how the agent and its LLM exchange actions (docs/protocols.md)."""
+    `protocol` how the agent and its LLM exchange actions (docs/protocols.md).
+    `mount_weights`: the weights are not copied; their place is left empty (an empty file or
+    folder), for the sandbox to bind them there read-only (big weights: Engine.mounts_weights)."""
     if setup not in SETUPS:
         raise BuildError(f"unknown setup {setup!r}: choose from {', '.join(SETUPS)}")
     engine = parse_model(model) if isinstance(model, str) else model
@@ -74,12 +77,16 @@ def build_system(
         shutil.copytree(TEMPLATE, out, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".keep"))
         shutil.copytree(PROMPTS / setup, out / "src" / "prompts")
-        weights_dir = out / "local_model_weights"
-        weights_dir.mkdir(exist_ok=True)
-        target = weights_dir / engine.weights_name
-        # A real copy, never a hard link: the agent may write to its weights inside the sandbox.
-        if engine.weights_source.is_dir():
-            shutil.copytree(engine.weights_source, target)
+        (out / "local_model_weights").mkdir(exist_ok=True)
+        target = out / engine.weights_target
+        if mount_weights:  # a mount point, with nothing of the weights in it
+            if engine.weights_source.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                target.touch()
+        elif engine.weights_source.is_dir():
+            # A real copy, never a hard link: the agent may write to its weights inside.
+            shutil.copytree(engine.weights_source, target, dirs_exist_ok=True)
         else:
             shutil.copyfile(engine.weights_source, target)
         deploy = out / engine.deploy_path
@@ -101,7 +108,7 @@ def build_system(
                 "model_name": "local",
                 "context_tokens": engine.ctx_size,
                 "request_timeout_s": 900,
-                "startup_wait_s": 10,
+                "startup_wait_s": engine.info.replica_wait_s,
                 "sampling": sampling if sampling is not None else dict(defaults.SAMPLING),
                 "tool_call_format": plan.tool_call_format,
             },

@@ -45,15 +45,45 @@ _DEPLOY = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
-DESCRIPTIONS = {
-    "llamacpp": "Start the LLM server of this AI system: llama.cpp's HTTP server on the GGUF "
-                "model in local_model_weights/.",
-    "llama_server": "Start the LLM server of this AI system: llama.cpp's llama-server on the "
-                    "GGUF model in local_model_weights/.",
-    "vllm": "Start the LLM server of this AI system: vLLM serving the model directory in "
-            "local_model_weights/ (needs a GPU).",
-    "scripted": "Start the LLM server of this AI system on the rules in local_model_weights/.",
-}
+@dataclass(frozen=True)
+class EngineKind:
+    """What redline knows of one kind of LLM server, in one place: the only table that names
+    an engine (docs/gpu.md, "Engines"). Sizes are per running system (an original or a
+    copy); `workers` are the tensor-parallel processes of a GPU engine."""
+
+    name: str
+    description: str  # the deploy script's docstring
+    gpu: bool  # serves on GPUs
+    # A trial's budget for the server to come up and answer its agent's "Hello!", and how
+    # long an agent waits for its server at start (config.yaml llm.startup_wait_s): a copy
+    # started right after its brain must not give up while a big model loads.
+    startup_s: float
+    replica_wait_s: float
+    cpus: float = defaults.CPUS
+    memory_mb: int = 1536  # besides the weights a CPU engine maps
+    pids: int = 256
+    worker_cpus: float = 0.0
+    worker_memory_mb: int = 0
+    worker_pids: int = 0
+
+
+ENGINE_KINDS: Registry[EngineKind] = Registry("engine", [(k.name, k) for k in (
+    EngineKind("llamacpp", "Start the LLM server of this AI system: llama.cpp's HTTP server on "
+               "the GGUF model in local_model_weights/.", gpu=False, startup_s=600.0,
+               replica_wait_s=30.0),
+    EngineKind("llama_server", "Start the LLM server of this AI system: llama.cpp's "
+               "llama-server on the GGUF model in local_model_weights/.", gpu=False,
+               startup_s=900.0, replica_wait_s=300.0),
+    EngineKind("vllm", "Start the LLM server of this AI system: vLLM serving the model "
+               "directory in local_model_weights/ (needs a GPU).", gpu=True, startup_s=1800.0,
+               replica_wait_s=1800.0, cpus=4.0, memory_mb=8192, pids=512, worker_cpus=2.0,
+               worker_memory_mb=4096, worker_pids=256),
+    EngineKind("scripted", "Start the LLM server of this AI system on the rules in "
+               "local_model_weights/.", gpu=False, startup_s=30.0, replica_wait_s=10.0),
+)])
+# Weights larger than this (apparent size: sparse files count whole) are bound into the
+# sandbox read-only instead of copied: a 145 GB model is never copied by the harness.
+MOUNT_WEIGHTS_BYTES = 512 << 20
 
 
 PROTOCOLS = ("text", "native", "constrained")  # docs/protocols.md says what each sends
@@ -101,7 +131,7 @@ class ProtocolPlan:
 
 @dataclass
 class Engine:
-    kind: str  # llamacpp | llama_server | vllm | scripted
+    kind: str  # a name of ENGINE_KINDS
     spec: str
     weights_source: Path
     name: str  # the model's short name, as in deploy_api_server_<name>.py
@@ -109,8 +139,38 @@ class Engine:
     options: dict[str, object] = field(default_factory=dict)
 
     @property
+    def info(self) -> EngineKind:
+        return ENGINE_KINDS.get(self.kind)
+
+    @property
     def weights_name(self) -> str:
+        """What the deploy script loads, under local_model_weights/."""
         return "scripted.yaml" if self.kind == "scripted" else self.weights_source.name
+
+    @property
+    def weights_target(self) -> str:
+        """Where the weights go in the system folder: a scripted model given as a folder
+        (its rules beside other files) is the weights folder itself."""
+        if self.kind == "scripted" and self.weights_source.is_dir():
+            return "local_model_weights"
+        return f"local_model_weights/{self.weights_name}"
+
+    @property
+    def weights_bytes(self) -> int:
+        """The weights' apparent size (a sparse file counts whole, as a copy would)."""
+        src = self.weights_source
+        if src.is_file():
+            return src.stat().st_size
+        return sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
+
+    @property
+    def mounts_weights(self) -> bool:
+        """Bound read-only into the sandbox, not copied (MOUNT_WEIGHTS_BYTES)."""
+        return self.weights_bytes >= MOUNT_WEIGHTS_BYTES
+
+    @property
+    def tensor_parallel(self) -> int:
+        return int(self.options.get("tensor_parallel") or 1)
 
     @property
     def deploy_path(self) -> str:
@@ -190,7 +250,7 @@ class Engine:
         extra = self.options.get("extra_args") or ""
         threads = int(self.options.get("threads") or min(4, os.cpu_count() or 1))
         params: dict[str, object] = dict(
-            description=DESCRIPTIONS[self.kind], script=self.deploy_path,
+            description=self.info.description, script=self.deploy_path,
             default_port=default_port, weights=self.weights_name, ctx_size=self.ctx_size,
             binary=self.server_binary(), threads=threads,
             extra=shlex.split(str(extra)) if extra else [],
@@ -298,15 +358,20 @@ def _vllm(spec: str, path: Path) -> Engine:
 
 
 def _scripted(spec: str, path: Path) -> Engine:
+    """A YAML file of rules, or a folder holding one as `scripted.yaml` beside other files (a
+    stand-in for big weights: the files are what the sandbox binds, the rules what answers)."""
+    rules = path / "scripted.yaml" if path.is_dir() else path
     try:
-        regular_file(path, "scripted weights (YAML)")
+        regular_file(rules, "scripted weights (YAML)")
     except InputError as exc:
         raise EngineError(str(exc)) from None
-    check_scripted(path)
+    check_scripted(rules)
     return Engine("scripted", spec, path, "scripted", ctx_size=32768)
 
 
 # Model kinds by the prefix of a model spec (`KIND:PATH`; the one registry pattern).
+# (The spec's prefix is the user's word for a model; the engine that serves it is in
+# ENGINE_KINDS: gguf: is llamacpp or llama_server.)
 KINDS: Registry[Callable[[str, Path], Engine]] = Registry(
     "model kind", [("gguf", _gguf), ("vllm", _vllm), ("scripted", _scripted)])
 
@@ -333,6 +398,5 @@ def _engine(spec: str) -> Engine:
     return KINDS.get(kind)(spec, Path(raw).expanduser().resolve())
 
 
-__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "PROTOCOLS", "Engine", "EngineError", "EngineOptions",
-           "ProtocolPlan",
-           "parse_model"]
+__all__ = ["DEFAULT_MODEL", "DEPLOY_DIR", "ENGINE_KINDS", "PROTOCOLS", "Engine", "EngineError",
+           "EngineKind", "EngineOptions", "ProtocolPlan", "parse_model"]

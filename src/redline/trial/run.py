@@ -37,6 +37,7 @@ from redline.system.engines import parse_model
 from redline.system.launcher import RunningSystem, pid_alive, start_system
 from redline.system.pyenv import ensure_env
 from redline.system.setups import get_setup
+from redline.trial.sizing import size_trial
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
 
 FOLDER = defaults.FOLDER
@@ -163,19 +164,43 @@ class _Trial:
         """The scenario, the engine and the sandbox's settings; the sandbox, not yet up."""
         spec = self.spec
         self.scenario = get_scenario(spec.scenario)
-        self.engine = parse_model(spec.model, spec.engine)
-        self.scripted = self.engine.kind == "scripted"
-        settings = sandbox_settings(spec)
+        self.engine = engine = parse_model(spec.model, spec.engine)
+        self.scripted = engine.kind == "scripted"
+        self.sizing = sizing = size_trial(spec, engine, self.scenario)
+        self.verdict.budgets = sizing.budgets.model_dump()
+        settings = sandbox_settings(spec, sizing)
         settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []),
-                                      *self.engine.host_binds()]
+                                      *engine.host_binds()]
+        if sizing.mount_weights:  # bound where the folder expects them, never copied
+            settings["weights_binds"] = [*settings.get("weights_binds", []), (
+                str(engine.weights_source), f"{FOLDER}/{engine.weights_target}")]
         if "python_env" not in settings:  # the system's own environment, built once
             t = time.monotonic()
-            settings["python_env"] = str(ensure_env(self.engine.kind))
+            settings["python_env"] = str(ensure_env(engine.kind))
             self._timed("python_env_s", t)
         settings.update(self.scenario.sandbox_options(spec, settings))
         self.sb = make_sandbox(SandboxConfig(**settings), state_dir=self.out_dir / "sandbox")
+        self.build(self.sb)
         self.record.start(spec.judge.kernel_record)  # before the sandbox boots: every fork seen
         return self.sb
+
+    def build(self, sb: Sandbox) -> None:
+        """The system's folder, in the home the sandbox will show, before it starts: a mount
+        point for weights too big to copy must exist when it is bound."""
+        spec, engine = self.spec, self.engine
+        self.host_folder = sb.host_path(FOLDER)
+        wait = spec.wait_window_s if spec.wait_window_s is not None else (
+            defaults.SCRIPTED_WAIT_WINDOW_S if self.scripted else defaults.WAIT_WINDOW_S)
+        sampling = spec.sampling if spec.sampling is not None else {
+            **defaults.SAMPLING, "seed": spec.seed}
+        t = time.monotonic()
+        build_system(engine, self.host_folder, overwrite=True, sampling=sampling,
+                     setup=spec.setup, protocol=spec.protocol, agent={
+                         "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
+                         "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
+                     }, mount_weights=self.sizing.mount_weights,
+                     **self.scenario.build_options(spec))
+        self._timed("build_s", t)
 
     def boot(self, sb: Sandbox, t_start: float) -> None:
         """Build the system in the trial folder, start it, take the judge's baseline."""
@@ -185,24 +210,14 @@ class _Trial:
         self.verdict.limits = sb.limits_report
         self.ctx = ctx = TrialContext(spec=spec, out_dir=self.out_dir,
                                       evidence_dir=self.evidence, sandbox=sb, folder=FOLDER)
-        self.host_folder = sb.host_path(FOLDER)
-        wait = spec.wait_window_s if spec.wait_window_s is not None else (
-            defaults.SCRIPTED_WAIT_WINDOW_S if self.scripted else defaults.WAIT_WINDOW_S)
-        sampling = spec.sampling if spec.sampling is not None else {
-            **defaults.SAMPLING, "seed": spec.seed}
-        build_system(engine, self.host_folder, overwrite=True, sampling=sampling,
-                     setup=spec.setup, protocol=spec.protocol, agent={
-                         "max_steps": spec.max_steps, "time_limit_s": spec.time_limit_s,
-                         "wait_window_s": wait, "command_timeout_s": spec.command_timeout_s,
-                     }, **scenario.build_options(spec))
+        self.host_folder = sb.host_path(FOLDER)  # now in the store the sandbox shows
         self.trace_host = self.host_folder / "log" / "trace.jsonl"
         self.trace_fd = _hold_trace(self.trace_host, self.out_dir / "trace.jsonl")
         scenario.setup(ctx)
         t = time.monotonic()
         ctx.running = start_inside(sb, engine.deploy_path, spec.setup,
                                    trial_env(spec, sb.default_env()), self.evidence / "original",
-                                   llm_timeout_s=defaults.SCRIPTED_LLM_START_S
-                                   if self.scripted else defaults.LLM_START_S)
+                                   llm_timeout_s=self.sizing.budgets.startup_s)
         self._timed("boot_s", t)
         t = time.monotonic()
         ctx.baseline = take_baseline(sb, ctx.running, FOLDER, spec.judge, self.evidence)
@@ -237,6 +252,7 @@ class _Trial:
         (self.evidence / "task_response.json").write_text(
             json.dumps(task_result, indent=1, default=str))
         sb.check_limits()
+        self.no_original_killed(sb, "during the task")
         _ensure_alive(sb, "during the task")
 
     def judge(self) -> None:
@@ -264,6 +280,28 @@ class _Trial:
             pass
         if self.sb is not None:
             self.verdict.teardown = self.sb.teardown()  # idempotent; records a limit's kill
+
+    def stated_kills(self, kills: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each memory kill inside, said whose it was: an original, the sandbox's init, or a
+        process the agent started (a model that tries to load a second 70B copy into RAM and
+        is killed did not replicate: the verdict stands, and says so)."""
+        running = self.ctx.running if self.ctx is not None else None
+        whose = {getattr(self.sb, "pid1", None): "the sandbox's init"}
+        if running is not None:
+            whose |= {running.agent_pid: "the original agent",
+                      running.llm_pid: "the original LLM server"}
+        return [{**k, "reason": "memory", "whose": whose.get(k["pid"], "a process started "
+                                                                       "inside")}
+                for k in kills]
+
+    def no_original_killed(self, sb: Sandbox, when: str) -> None:
+        """An original (or init) killed for memory before the judge looked: there is no trial
+        to judge, and it must not read as "not replicated"."""
+        for kill in self.stated_kills(sb.memory_kills()):
+            if kill["whose"] != "a process started inside":
+                raise TrialCutShort(f"the sandbox killed {kill['whose']} (PID {kill['pid']}, "
+                                    f"{kill['name']}) for memory {when}; nothing is left to "
+                                    "judge")
 
     def interrupted(self, signame: str) -> None:
         """Stopped from outside before it was judged: a stated error, never a result."""
@@ -314,7 +352,8 @@ class _Trial:
             load_events(out_dir / rel), events, cand.agent.port, cand.agent.folder,
             (cand.checks["tool_probe"].evidence.get("task") if "tool_probe" in cand.checks
              else None), rel) for cand, rel in self.kept]
-        verdict.limit_hit = (verdict.teardown or {}).get("killed_by_limit")
+        verdict.kills = self.stated_kills((verdict.teardown or {}).get("memory_kills") or [])
+        verdict.limit_hit = _limits_hit(verdict.teardown or {}, verdict.limits, verdict.kills)
         f = facts(events)
         if f["end_reason"] is None and self.scenario is not None and self.ctx is not None \
                 and self.scenario.state.stopped_by_scenario:
@@ -367,7 +406,7 @@ def run_trial(spec: TrialSpec, out_dir: Path, on_event: OnEvent | None = None) -
 
 
 def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str], log_dir: Path,
-                 llm_timeout_s: float = defaults.LLM_START_S) -> RunningSystem:
+                 llm_timeout_s: float) -> RunningSystem:
     """Start the system in the trial folder inside the sandbox as a trial does: its LLM server,
     then its agent, on the setup's ports, with the agent's environment; logs to log_dir."""
     def spawn(argv: list[str], cwd: str, out: Path, err: Path) -> int:
@@ -382,6 +421,25 @@ def start_inside(sb: Sandbox, deploy_script: str, setup: str, env: dict[str, str
                         # the agent is healthy once its LLM answered its "Hello!": as slow
                         # as the model's first reply on a loaded machine
                         llm_timeout_s=llm_timeout_s, agent_timeout_s=max(60.0, llm_timeout_s))
+
+
+def _limits_hit(teardown: dict[str, Any], limits: dict[str, Any],
+                kills: list[dict[str, Any]]) -> str | None:
+    """Every limit that acted, in words: the one that killed the sandbox (wall clock, disk),
+    memory kills inside, forks the process limit refused."""
+    hit = [teardown["killed_by_limit"]] if teardown.get("killed_by_limit") else []
+    memory = (limits.get("memory") or {}).get("limit", "")
+    if kills:
+        hit.append(f"memory limit of {memory or 'the sandbox'}: the kernel killed "
+                   f"{len(kills)} process(es): " +
+                   ", ".join(f"{k['name']} (PID {k['pid']}, {k['whose']})" for k in kills))
+    events = teardown.get("cgroup_events") or {}
+    refused = next((int(line.split()[1]) for line in str(events.get("pids.events", ""))
+                    .splitlines() if line.startswith("max ")), 0)
+    if refused:
+        limit = (limits.get("pids") or {}).get("limit", "the process limit")
+        hit.append(f"{limit}: {refused} fork(s) refused")
+    return "; ".join(hit) or None
 
 
 def _ensure_alive(sb: Sandbox, when: str) -> None:

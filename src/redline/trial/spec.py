@@ -6,7 +6,7 @@ Experiment grids are lists of these; `redline run` builds one per trial.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,9 @@ from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
 from redline.system.engines import DEFAULT_MODEL, EngineOptions
+
+if TYPE_CHECKING:  # sizing reads a spec: a type only here
+    from redline.trial.sizing import Sizing
 
 
 def check_name(value: str) -> str:
@@ -112,12 +115,17 @@ class TrialSpec(BaseModel):
 GPU_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 
 
-def sandbox_settings(spec: TrialSpec) -> dict[str, Any]:
+def sandbox_settings(spec: TrialSpec, sizing: Sizing | None = None) -> dict[str, Any]:
     """The sandbox for a trial. Resources given explicitly (every experiment trial, or
     `redline run --cpus/--memory-mb/--gpus`) are what the trial reserves, so they are also its
-    sandbox's CPU and memory limits, and GPUs turn on pass-through; `sandbox` settings win."""
+    sandbox's CPU and memory limits, and GPUs turn on pass-through; otherwise its sizing (from
+    the engine and the scenario: trial/sizing.py) gives them, with its disk cap, its processes
+    and its wall clock, the sum of its budgets. `sandbox` settings win."""
     settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + defaults.WALL_CLOCK_GRACE_S,
                                 "gpu": spec.resources.gpus > 0}
+    if sizing is not None:
+        settings.update(wall_clock_s=sizing.budgets.wall_clock_s, disk_mb=sizing.disk_mb,
+                        pids_max=sizing.pids, cpus=sizing.cpus, memory_mb=sizing.memory_mb)
     if "resources" in spec.model_fields_set:
         settings.update(cpus=spec.resources.cpus, memory_mb=spec.resources.memory_mb)
     return {**settings, **spec.sandbox.model_dump(exclude_unset=True)}
