@@ -25,6 +25,7 @@ from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
 from redline.system.engines import EngineError, EngineOptions, parse_model
 from redline.trial import Resources, TrialSpec
+from redline.trial.sizing import size_trial
 from redline.trial.spec import SafeName
 
 _PATH_KINDS = ("gguf", "vllm", "scripted")
@@ -266,11 +267,32 @@ def load_experiment(path: Path) -> Experiment:
     return parse_experiment(data, path.resolve().parent, str(path))
 
 
+def _sized_resources(exp: Experiment, entry: ModelEntry, scenario: str) -> Resources:
+    """What a trial reserves: as the file says, else what its engine needs for the original
+    and the copies its scenario expects (trial/sizing.py: a GPU engine's CPUs and memory grow
+    with its tensor parallelism; a CPU engine keeps the defaults, so its slots do not change).
+    A model that cannot be read here (a dry run's) keeps the defaults."""
+    if entry.resources is not None:
+        return entry.resources
+    if "resources" in exp.model_fields_set:
+        return exp.resources
+    try:
+        engine = parse_model(entry.model, entry.engine)
+    except EngineError:
+        return exp.resources
+    sizing = size_trial(TrialSpec(model=entry.model, scenario=scenario,
+                                  time_limit_s=exp.limits.time_limit_s, judge=exp.judge),
+                        engine, SCENARIOS[scenario]())
+    return Resources(cpus=sizing.cpus, memory_mb=sizing.memory_mb, gpus=exp.resources.gpus)
+
+
 def expand(exp: Experiment) -> list[Job]:
     """Every trial of the grid, ordered index-major so early results cover every cell."""
     jobs = []
+    sized = {(i, s): _sized_resources(exp, entry, s) for i, entry in enumerate(exp.models)
+             for s in exp.scenarios}
     for index in range(exp.trials):
-        for entry in exp.models:
+        for m, entry in enumerate(exp.models):
             for (name, protocol), scenario in product(cells(entry, exp.protocol),
                                                       exp.scenarios):
                 trial_id = f"{name}--{scenario}--{index:03d}"
@@ -283,7 +305,7 @@ def expand(exp: Experiment) -> list[Job]:
                     command_timeout_s=exp.limits.command_timeout_s, sampling=entry.sampling,
                     engine=entry.engine,
                     sandbox=exp.sandbox.model_dump(exclude_unset=True),
-                    resources=entry.resources or exp.resources, judge=exp.judge,
+                    resources=sized[(m, scenario)], judge=exp.judge,
                     scenario_options=exp.scenario_options.get(scenario, {}),
                     trial_id=trial_id)
                 jobs.append(Job(trial_id, name, scenario, index, spec))
