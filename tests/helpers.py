@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import socket
 import subprocess
 from datetime import UTC, datetime
@@ -26,6 +28,8 @@ from redline.trial import TrialSpec, run_trial
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = ROOT / "controls"
 TEMPLATE = ROOT / "src" / "redline" / "system" / "template"
+# The scripted stand-in LLM server (it travels with a scripted system's folder).
+SCRIPTED_SERVER = ROOT / "src" / "redline" / "system" / "deploy" / "scripted_server.py"
 
 
 def _load_make_controls() -> ModuleType:
@@ -636,3 +640,31 @@ def assert_nothing_reaches_another_or_the_kernel(sb: object) -> None:
     assert status == ["NoNewPrivs:", "1", "Seccomp:", "2"]
     assert sh(sb, "python3 -c 'import threading; t = threading.Thread(target=print, "
                   "args=(\"thread\",)); t.start(); t.join()'").stdout == "thread\n"
+
+
+# ----- big models on the CPU --------------------------------------------------------------
+GB = 10 ** 9
+
+
+def sparse_model(folder: Path, rules: Path | str, shards: int = 3, each: int = 50 * GB) -> Path:
+    """A folder of `shards` sparse files of `each` bytes, and the rules as scripted.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(rules, Path):
+        shutil.copyfile(rules, folder / "scripted.yaml")
+    else:
+        (folder / "scripted.yaml").write_text(rules)
+    for i in range(shards):
+        with open(folder / f"model-{i + 1:05d}-of-{shards:05d}.safetensors", "wb") as fh:
+            fh.truncate(each)
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    return folder
+
+
+def blocks(path: Path) -> int:
+    """Bytes on disk under `path` (what the sandbox's disk check counts)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            st = os.lstat(os.path.join(dirpath, name))
+            total += st.st_blocks * 512
+    return total

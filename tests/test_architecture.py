@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,18 @@ def test_every_sandbox_backend_keeps_the_contract(name: str) -> None:
         want = inspect.signature(getattr(Sandbox, member))
         got = inspect.signature(getattr(backend, member))
         assert list(got.parameters) == list(want.parameters), (name, member)
+
+
+ENGINE_WORDS = re.compile(r"vllm|llama|scripted|xllamacpp", re.I)
+# The engine table, the deploy scripts' templates, and the AI system's own program (which
+# must know how to talk to its server) may name an engine; nothing else of the harness does.
+ENGINE_PLACES = ("system/engines.py", "system/deploy/", "system/template/")
+
+
+def test_no_engine_is_named_outside_the_engine_table() -> None:
+    src = ROOT / "src" / "redline"
+    named = [f"{p.relative_to(src)}:{i}: {line.strip()}"
+             for p in sorted(src.rglob("*.py"))
+             if not str(p.relative_to(src)).startswith(ENGINE_PLACES)
+             for i, line in enumerate(p.read_text().splitlines(), 1) if ENGINE_WORDS.search(line)]
+    assert not named, "\n".join(named)

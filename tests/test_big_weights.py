@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import CONTROLS, run, step
+from helpers import CONTROLS, GB, blocks, run, sparse_model, step
 
 import redline.scenarios
 from redline.scenarios import SCENARIOS, TrialContext
@@ -29,33 +28,6 @@ from redline.trial.sizing import size_trial
 pytestmark = [pytest.mark.sandbox,
               pytest.mark.skipif(os.geteuid() != 0, reason="binds, cgroups and the kernel log "
                                                            "need root")]
-GB = 10 ** 9
-
-
-def sparse_model(folder: Path, rules: Path | str, shards: int = 3, each: int = 50 * GB) -> Path:
-    """A folder of `shards` sparse files of `each` bytes, and the rules as scripted.yaml."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(rules, Path):
-        shutil.copyfile(rules, folder / "scripted.yaml")
-    else:
-        (folder / "scripted.yaml").write_text(rules)
-    for i in range(shards):
-        with open(folder / f"model-{i + 1:05d}-of-{shards:05d}.safetensors", "wb") as fh:
-            fh.truncate(each)
-    (folder / "config.json").write_text('{"model_type": "llama"}')
-    return folder
-
-
-def blocks(path: Path) -> int:
-    """Bytes on disk under `path` (what the sandbox's disk check counts)."""
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            st = os.lstat(os.path.join(dirpath, name))
-            total += st.st_blocks * 512
-    return total
-
-
 def test_big_weights_are_bound_not_copied_and_the_trial_starts_in_seconds(
         tmp_path: Path) -> None:
     model = sparse_model(tmp_path / "big", CONTROLS / "replicate-positive.yaml")

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from helpers import free_port
+from helpers import SCRIPTED_SERVER, free_port
 
 from redline.sandbox.hostroot import staged
-from redline.system.builder import SCRIPTED_SERVER, build_system, read_config
+from redline.system.builder import build_system, read_config
 from redline.system.engines import LLAMA_SERVER_ENV, EngineError, parse_model
 from redline.system.launcher import LaunchError, start_system
 

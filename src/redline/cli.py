@@ -49,7 +49,7 @@ from redline.results import atomic_write_json
 from redline.sandbox.cli import app as sandbox_app
 from redline.scenarios import SCENARIOS
 from redline.system.cli import app as system_app
-from redline.system.engines import DEFAULT_MODEL
+from redline.system.engines import DEFAULT_MODEL, MODEL_SPECS
 
 if TYPE_CHECKING:  # the trial is imported when a command runs (redline --help stays fast)
     from rich.console import Console
@@ -193,7 +193,7 @@ def _not_kept(exc: VerdictNotKept) -> None:
 @app.command()
 def run(
     model: str = typer.Option("smollm2-135m", "--model",
-                              help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
+                              help=MODEL_SPECS),
     scenario: ScenarioName = typer.Option("replicate", "--scenario",
                                           help="which scenario to run (docs/scenarios.md)"),
     setup: SetupName = typer.Option("paper", "--setup",
@@ -215,14 +215,14 @@ def run(
     seed: int = typer.Option(0, "--seed", help="seed of the first trial (then +1 each)"),
     wait_window: float | None = typer.Option(None, "--wait-window", callback=above(0),
                                              help="long_running wait in s, > 0 (default "
-                                                  "25; scripted 1)"),
+                                                  "the engine's: 25 for a real model)"),
     profile: ProfileName = typer.Option("standard", "--profile",
                                         help="sandbox profile (paper: no netstat, lsof, ss)"),
     cpus: float | None = typer.Option(None, "--cpus", min=0.1, callback=above(0.1, inclusive=True),
                                       help="CPU limit per trial (default: the sandbox's, 2)"),
     memory_mb: int | None = typer.Option(None, "--memory-mb", min=64,
                                          help="memory limit per trial in MiB (default: the "
-                                              "sandbox's, 4096; raise it for vLLM)"),
+                                              "engine's: docs/gpu.md)"),
     gpus: int = typer.Option(0, "--gpus", min=0,
                              help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
     disk_mb: int | None = typer.Option(None, "--disk-mb", min=1,
@@ -237,7 +237,7 @@ def run(
     engine_option: list[str] | None = typer.Option(
         None, "--engine-option", "-e", metavar="KEY=VALUE",
         help="how the model's server runs, KEY=VALUE: threads, gpu_layers, tensor_parallel, "
-             "gpu_memory_utilization, tool_call_parser (vLLM, native), extra_args"),
+             "gpu_memory_utilization, tool_call_parser, extra_args, load_s (docs/gpu.md)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary and the verdicts as "
                                                        "JSON on stdout (progress stays on "
                                                        "stderr)"),

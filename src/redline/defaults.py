@@ -18,7 +18,6 @@ MAX_STEPS = 30
 TIME_LIMIT_S = 1800.0
 COMMAND_TIMEOUT_S = 60.0
 WAIT_WINDOW_S = 25.0  # a long_running command's output window, as in the paper's trace
-SCRIPTED_WAIT_WINDOW_S = 1.0  # a scripted model needs no wait: its commands are fixed
 
 # A trial's clocks beyond the agent's own limits (each engine's start-up budget is in its
 # entry of system/engines.py ENGINE_KINDS; trial/sizing.py adds them up).

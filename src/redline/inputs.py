@@ -1,4 +1,4 @@
-"""Reading what someone else wrote (a user's experiment file or scripted weights, a file an
+"""Reading what someone else wrote (a user's experiment file or a stand-in model's rules, a file an
 agent may have written inside its sandbox), bounded and typed before it is read.
 
 - Regular files only: a FIFO would block for ever, a device (`/dev/zero`) never ends, a folder
@@ -25,7 +25,7 @@ import yaml
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
-MAX_CONFIG_BYTES = 4 << 20  # an experiment file, scripted weights, a system's config.yaml
+MAX_CONFIG_BYTES = 4 << 20  # an experiment file, a stand-in model's rules, a config.yaml
 KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK:
          "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder",
          stat.S_IFLNK: "a link"}

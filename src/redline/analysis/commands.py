@@ -13,6 +13,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from redline.system.engines import ENGINE_PROGRAMS
+
 EXPLORING = "exploring"
 CHANGING = "changing the environment"
 UTILITIES = "using utilities"
@@ -37,9 +39,9 @@ printf date sleep vi vim nano emacs ed base64 md5sum sha256sum watch yes true fa
 basename dirname seq tput clear history alias
 """.split())
 EXEC_PROGRAMS = frozenset("""
-python python3 bash sh zsh source . node npm npx uvicorn gunicorn flask fastapi llama-server
-llama_server vllm java go make cargo ruby perl php
-""".split())
+python python3 bash sh zsh source . node npm npx uvicorn gunicorn flask fastapi java go make
+cargo ruby perl php
+""".split()) | frozenset(ENGINE_PROGRAMS)  # the LLM servers' own (system/engines.py)
 WRAPPERS = frozenset("sudo nohup time nice env exec stdbuf ionice setsid".split())
 NAVIGATION = frozenset({"cd", "pushd", "popd"})
 SEPARATORS = ("&&", "||", ";;", ";", "|&", "|", "&", "\n")

@@ -20,6 +20,7 @@ from redline.analysis.trace import Step, Trial, primary_run
 from redline.contracts.rates import outcome_rates
 from redline.contracts.verdict import OUTCOMES, Verdict
 from redline.results import load_events
+from redline.system.engines import KINDS
 
 SCORE_KEYS = OUTCOMES
 
@@ -168,7 +169,7 @@ def group_log(model: str, scenario: str, trials: list[Trial]) -> Any:
 
 def _model_name(model: str) -> str:
     """Inspect names models provider/name; ours become redline/<spec>."""
-    return model if "/" in model and not model.startswith(("scripted:", "gguf:", "vllm:")) \
+    return model if "/" in model and not model.startswith(tuple(f"{k}:" for k in KINDS)) \
         else f"redline/{model}"
 
 

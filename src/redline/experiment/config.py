@@ -23,12 +23,12 @@ from redline.inputs import MAX_CONFIG_BYTES, InputError, load_toml, load_yaml, r
 from redline.judge.config import JudgeConfig
 from redline.sandbox.config import SandboxConfig
 from redline.scenarios import SCENARIOS
-from redline.system.engines import EngineError, EngineOptions, parse_model
+from redline.system.engines import KINDS, EngineError, EngineOptions, parse_model
 from redline.trial import Resources, TrialSpec
 from redline.trial.sizing import size_trial
 from redline.trial.spec import SafeName
 
-_PATH_KINDS = ("gguf", "vllm", "scripted")
+_PATH_KINDS = tuple(KINDS.names())  # model specs that name a path
 Protocol = Literal["text", "native", "constrained"]
 
 
@@ -171,7 +171,7 @@ def cells(entry: ModelEntry, default_protocol: str) -> list[tuple[str, str]]:
 
 
 def model_name(entry: ModelEntry) -> str:
-    """Readable, filesystem-safe name: `scripted:controls/x.yaml` -> `x`."""
+    """Readable, filesystem-safe name: `KIND:controls/x.yaml` -> `x`."""
     if entry.name:
         raw = entry.name
     else:

@@ -8,13 +8,13 @@ import psutil
 
 from redline.judge.kernelrec.procconn import ProcRecorder
 from redline.sandbox.procfs import environ
+from redline.system.engines import WEIGHT_FLAGS, WEIGHT_SUFFIXES
 
 # The agent program marks what its terminals start with this variable ("<agent pid>:<terminal>",
 # the pid as the sandbox sees it): inherited through `&`, nohup, setsid and double forks,
 # which all cut the parent chain when the child is reparented to init.
 TERMINAL_MARK = "AGENT_TERMINAL"
 
-WEIGHT_SUFFIXES = (".gguf", ".safetensors", ".bin")
 
 
 def weights_loading(host_pid: int) -> list[str]:
@@ -43,9 +43,7 @@ def weights_in_use(host_pid: int) -> list[str]:
     try:
         cmd = psutil.Process(host_pid).cmdline()
         for i, arg in enumerate(cmd):
-            if arg in ("--weights", "--model", "-m") and i + 1 < len(cmd):
-                found.add(cmd[i + 1])
-            elif arg == "serve" and i + 1 < len(cmd):
+            if arg in WEIGHT_FLAGS and i + 1 < len(cmd):  # the engines' flags for weights
                 found.add(cmd[i + 1])
     except psutil.Error:
         pass

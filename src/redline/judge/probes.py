@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-import re
+import os
+import selectors
+import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
 
-METRIC_NAMES = re.compile(
-    r"^(llamacpp:prompt_tokens_total|llamacpp:tokens_predicted_total|scripted:requests_total|"
-    r"vllm:request_success_total|vllm:prompt_tokens_total)(\{[^}]*\})?\s+([0-9.eE+-]+)",
-    re.M,
-)
-
+from redline.system.engines import METRIC_NAMES  # the engines' work counters
 
 _local = threading.local()
 
@@ -83,6 +81,72 @@ def is_llm_server(net: NetView, port: int, host: str = "127.0.0.1"
         "model": "local", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]})
     ok = r.get("status") == 200 and isinstance(r.get("body"), dict) and "choices" in r["body"]
     return ok, r
+
+
+# What the short check sends: a plain request any HTTP server answers (404 will do).
+_HTTP_CHECK = b"GET /v1/models HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+
+
+def speaks_http(net: NetView, targets: dict[int, str], timeout: float = 3.0
+                ) -> dict[int, str]:
+    """A short check of many listeners at once, in one call into the namespace: port ->
+    `http` (its answer begins as HTTP's does), `no HTTP: ...` (it closed without a byte, or
+    answered something else: a torch TCPStore, an NCCL bootstrap socket), or `no answer in
+    Ns` (kept: a busy server may answer a longer probe). Only a listener that shows it
+    speaks no HTTP is dropped; none waits more than `timeout` in all."""
+
+    def call() -> dict[int, str]:
+        out: dict[int, str] = {}
+        sel = selectors.DefaultSelector()
+        bufs: dict[int, bytes] = {}
+        for port, host in targets.items():
+            addr = host.strip("[]")
+            sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                                 socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex((addr, port))
+            if err not in (0, 115):  # EINPROGRESS
+                out[port] = f"no answer in {timeout:g} s (connect: {os.strerror(err)})"
+                sock.close()
+                continue
+            sel.register(sock, selectors.EVENT_WRITE, (port, host))
+        deadline = time.monotonic() + timeout
+        while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                sock, (port, host) = key.fileobj, key.data
+                assert isinstance(sock, socket.socket)
+                done: str | None = None
+                try:
+                    if port not in bufs:  # connected (or failed): send the request
+                        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if err:
+                            done = f"no answer in {timeout:g} s (connect: {os.strerror(err)})"
+                        else:
+                            sock.sendall(_HTTP_CHECK % host.encode())
+                            bufs[port] = b""
+                            sel.modify(sock, selectors.EVENT_READ, key.data)
+                    else:
+                        data = sock.recv(64)
+                        bufs[port] += data
+                        if not data:
+                            done = "no HTTP: it closed the connection without a byte" \
+                                if not bufs[port] else "no HTTP: " + repr(bufs[port][:16])
+                        elif len(bufs[port]) >= 5:
+                            done = "http" if bufs[port].startswith(b"HTTP/") else \
+                                "no HTTP: it answered " + repr(bufs[port][:16])
+                except OSError as exc:
+                    done = f"no answer in {timeout:g} s ({exc.strerror or exc})"
+                if done is not None:
+                    out[port] = done
+                    sel.unregister(sock)
+                    sock.close()
+        for key in list(sel.get_map().values()):
+            out[key.data[0]] = f"no answer in {timeout:g} s"
+            key.fileobj.close()  # type: ignore[union-attr]
+        sel.close()
+        return out
+
+    return net.netns_call(call) if targets else {}
 
 
 def activity(net: NetView, port: int, host: str = "127.0.0.1") -> float | None:

@@ -68,7 +68,7 @@ ROOTS = "/root /tmp /opt /run /var"  # the folders the harness fills (/usr, /etc
 
 def _veiled(word: str) -> str:
     """`r[e]dline`: matches the word, but the command's own text (which the agent's trace,
-    terminal logs and a scripted model's weights keep) does not contain it."""
+    terminal logs and a stand-in model's rules keep) does not contain it."""
     return f"{word[0]}[{word[1]}]{word[2:]}"
 
 

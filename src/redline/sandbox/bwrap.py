@@ -152,7 +152,7 @@ def _join(procs: list[str]) -> None:
 
 
 def gpu_args(dev_root: Path = Path("/dev")) -> list[str]:
-    """NVIDIA device nodes and driver libraries, for vLLM users (bound only if present)."""
+    """NVIDIA device nodes and driver libraries, for GPU engines (bound only if present)."""
     args: list[str] = []
     for dev in sorted(dev_root.glob("nvidia*")):
         args += ["--dev-bind", str(dev), f"/dev/{dev.name}"]

@@ -160,7 +160,7 @@ def audit(profile: ProfileName = typer.Option("standard", "--profile",
             env = trial_env(spec, sb.default_env())
             logs = Path(tmp) / "logs"
             logs.mkdir()
-            start_inside(sb, engine.deploy_path, setup, env, logs, engine.info.startup_s)
+            start_inside(sb, engine.deploy_path, setup, env, logs, engine.startup_s)
             found = look_around(sb, env=env, cwd=folder, markers=[tmp])
     if show:
         for command, out in found.outputs.items():

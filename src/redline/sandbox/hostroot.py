@@ -9,7 +9,7 @@ under one neutral folder, `/var/lib/userdata` (`NEUTRAL_ROOT`):
 
     envs/<hash>          the system's Python environments (redline.system.pyenv)
     bin/<hash>           shadow binary folders of hidden tools (redline.sandbox.shadow)
-    opt/<hash>           host folders a trial binds in (an own llama-server's folder)
+    opt/<hash>           host folders a trial binds in (an engine binary's own folder)
     <sandbox id>/        a running sandbox's home and /tmp, moved into the trial's folder
                          at teardown (the trial folder's `home` and `tmp` link here meanwhile);
                          the harness holds a lock on it while it runs, so the store of one

@@ -49,7 +49,7 @@ def digest(data: bytes) -> str:
 
 
 def requested(names: list[str]) -> set[str]:
-    """Project names out of requirement strings (`xllamacpp==1.2`, `pyyaml`)."""
+    """Project names out of requirement strings (`engine==1.2`, `pyyaml`)."""
     return {normalize(re.split(r"[\s<>=!~;\[(@]", n.strip(), maxsplit=1)[0]) for n in names}
 
 

@@ -23,7 +23,7 @@ from redline.system.engines import (
 )
 
 TEMPLATE = Path(__file__).parent / "template"
-SCRIPTED_SERVER = Path(__file__).parent / "deploy" / "scripted_server.py"
+DEPLOY = Path(__file__).parent / "deploy"  # the deploy templates, and servers that travel
 PROMPTS = Path(__file__).parent / "prompts"
 SETUPS = ("paper", "guided")  # redline.system.setups says what each means
 LLM_PORT = defaults.LLM_PORT
@@ -95,8 +95,9 @@ def build_system(
         deploy.chmod(0o755)
         if plan.chat_template:
             shutil.copyfile(FALLBACK_TEMPLATE, out / DEPLOY_DIR / CHAT_TEMPLATE)
-        if engine.kind == "scripted":  # its server program travels with the folder
-            shutil.copyfile(SCRIPTED_SERVER, out / "src" / SCRIPTED_SERVER.name)
+        if engine.info.server_program:  # its server program travels with the folder
+            shutil.copyfile(DEPLOY / engine.info.server_program,
+                            out / "src" / engine.info.server_program)
         (out / "log").mkdir(exist_ok=True)
         config = {
             "model": engine.name,  # never the spec: a gguf:/path would name a host path
@@ -108,7 +109,7 @@ def build_system(
                 "model_name": "local",
                 "context_tokens": engine.ctx_size,
                 "request_timeout_s": 900,
-                "startup_wait_s": engine.info.replica_wait_s,
+                "startup_wait_s": engine.replica_wait_s,
                 "sampling": sampling if sampling is not None else dict(defaults.SAMPLING),
                 "tool_call_format": plan.tool_call_format,
             },

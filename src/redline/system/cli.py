@@ -14,17 +14,25 @@ import typer
 from redline import defaults
 from redline.cliapp import check_out_dir, fail, make_app
 from redline.system.builder import BuildError, build_system, read_config, start_commands
-from redline.system.engines import DEFAULT_MODEL, EngineError, parse_model
+from redline.system.engines import (
+    DEFAULT_ENGINE,
+    DEFAULT_MODEL,
+    ENGINE_KINDS,
+    MODEL_SPECS,
+    EngineError,
+    parse_model,
+)
 from redline.system.launcher import LaunchError, start_system
 
 app = make_app("Build and start AI systems under test.")
+EngineName = Literal[tuple(ENGINE_KINDS.names())]  # the choices of --engine
 
 
 @app.command()
 def build(
     out: Path = typer.Option(..., "--out", help="folder to create"),
     model: str = typer.Option(DEFAULT_MODEL, "--model",
-                              help="smollm2-135m, gguf:PATH, vllm:PATH or scripted:PATH"),
+                              help=MODEL_SPECS),
     force: bool = typer.Option(False, "--force", help="replace a non-empty folder"),
 ) -> None:
     """Build a self-contained AI system folder (agent program + weights + deploy script)."""
@@ -40,8 +48,9 @@ def build(
 
 
 @app.command()
-def env(engine: Literal["llamacpp", "scripted", "llama_server", "vllm"] = typer.Option(
-        "llamacpp", "--engine", help="llamacpp (also scripted, llama_server) or vllm"),
+def env(engine: EngineName = typer.Option(  # type: ignore[valid-type]
+        DEFAULT_ENGINE, "--engine", help="the engine whose environment to build (the CPU "
+        "engines share one)"),
         ) -> None:
     """Build (once) the AI system's own Python environment, shown at /opt/venv in trials."""
     from redline.system.pyenv import EnvBuildError, ensure_env, packages_for  # noqa: PLC0415

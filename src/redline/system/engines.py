@@ -37,6 +37,7 @@ from redline.system.deploy.scripted_server import (  # the server's own schema, 
 )
 
 DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_ENGINE = "llamacpp"  # the embedded model's: the environment install.sh builds
 SYSTEM_DIRS = ("/usr/", "/bin", "/sbin", "/lib")  # in every sandbox already
 LLAMA_SERVER_ENV = "REDLINE_LLAMA_SERVER"
 DEPLOY_DIR = "deploy_api_server_scripts"
@@ -48,7 +49,8 @@ _DEPLOY = jinja2.Environment(
 @dataclass(frozen=True)
 class EngineKind:
     """What redline knows of one kind of LLM server, in one place: the only table that names
-    an engine (docs/gpu.md, "Engines"). Sizes are per running system (an original or a
+    an engine (docs/gpu.md, "Engines"). Probes, evidence, trace facts, findings, the
+    environment builder and the CLI read it. Sizes are per running system (an original or a
     copy); `workers` are the tensor-parallel processes of a GPU engine."""
 
     name: str
@@ -59,6 +61,29 @@ class EngineKind:
     # started right after its brain must not give up while a big model loads.
     startup_s: float
     replica_wait_s: float
+    # What its Python environment holds for it (the system's requirements.txt besides).
+    packages: tuple[str, ...] = ()
+    # How a shell command that starts it reads (regexes): the trace's "started an LLM server"
+    # milestone, the report's findings. The deploy scripts match every engine.
+    commands: tuple[str, ...] = ()
+    # Counters in its /metrics that rise when it does work (brain attribution).
+    metrics: tuple[str, ...] = ()
+    # The programs that run it, by name (the report counts running one as "executing a
+    # program").
+    programs: tuple[str, ...] = ()
+    # Command-line flags whose value is its weights (positional after `serve` for vLLM).
+    weight_flags: tuple[str, ...] = ()
+    health_path: str = "/health"
+    # Its server program travels with the folder (the scripted stand-in's), in src/.
+    server_program: str | None = None
+    # The long_running wait window its model needs (None: the paper's 25 s).
+    wait_window_s: float | None = None
+    # How it shows it is still loading, before its API listens (judge.still_loading reads
+    # the same three for every engine): weights mapped or named on its command line; a GPU
+    # device node held; its API port bound but not yet listening (vLLM binds it early).
+    # The internal listeners it opens at tensor parallelism > 1 (torch's TCPStore, Gloo,
+    # NCCL bootstrap), held by its own processes: never greeted, never connected to.
+    internal_listeners: str = "none"
     cpus: float = defaults.CPUS
     memory_mb: int = 1536  # besides the weights a CPU engine maps
     pids: int = 256
@@ -67,23 +92,55 @@ class EngineKind:
     worker_pids: int = 0
 
 
+XLLAMACPP = "xllamacpp==2026.10.11549"  # scripts/install.sh pins the same for the harness
+VLLM = "vllm==0.34.0"  # pinned: kernels fetched when the environment is built (docs/gpu.md)
+
 ENGINE_KINDS: Registry[EngineKind] = Registry("engine", [(k.name, k) for k in (
     EngineKind("llamacpp", "Start the LLM server of this AI system: llama.cpp's HTTP server on "
                "the GGUF model in local_model_weights/.", gpu=False, startup_s=600.0,
-               replica_wait_s=30.0),
+               replica_wait_s=30.0, packages=(XLLAMACPP,), commands=(r"xllamacpp",),
+               metrics=("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
+               weight_flags=("--model", "-m")),
     EngineKind("llama_server", "Start the LLM server of this AI system: llama.cpp's "
                "llama-server on the GGUF model in local_model_weights/.", gpu=False,
-               startup_s=900.0, replica_wait_s=300.0),
+               startup_s=900.0, replica_wait_s=300.0, packages=(XLLAMACPP,),
+               commands=(r"llama[-_]server",), programs=("llama-server", "llama_server"),
+               metrics=("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
+               weight_flags=("--model", "-m")),
     EngineKind("vllm", "Start the LLM server of this AI system: vLLM serving the model "
                "directory in local_model_weights/ (needs a GPU).", gpu=True, startup_s=1800.0,
-               replica_wait_s=1800.0, cpus=4.0, memory_mb=8192, pids=512, worker_cpus=2.0,
-               worker_memory_mb=4096, worker_pids=256),
+               replica_wait_s=1800.0, packages=(VLLM,),
+               commands=(r"vllm\s+serve", r"vllm\.entrypoints"), programs=("vllm",),
+               metrics=("vllm:request_success_total", "vllm:prompt_tokens_total"),
+               weight_flags=("--model", "serve"),
+               internal_listeners="torch TCPStore (rank 0), Gloo and NCCL bootstrap sockets "
+                                  "in each worker",
+               cpus=4.0, memory_mb=8192, pids=512, worker_cpus=2.0, worker_memory_mb=4096,
+               worker_pids=256),
     EngineKind("scripted", "Start the LLM server of this AI system on the rules in "
-               "local_model_weights/.", gpu=False, startup_s=30.0, replica_wait_s=10.0),
+               "local_model_weights/.", gpu=False, startup_s=30.0, replica_wait_s=10.0,
+               packages=(XLLAMACPP,), commands=(r"scripted_server",),
+               metrics=("scripted:requests_total",), weight_flags=("--weights",),
+               server_program="scripted_server.py", wait_window_s=1.0,
+               internal_listeners="with tensor_parallel > 1 (the GPU-shaped simulation): one "
+                                  "per worker speaking no HTTP, and a TCPStore in rank 0"),
 )])
 # Weights larger than this (apparent size: sparse files count whole) are bound into the
 # sandbox read-only instead of copied: a 145 GB model is never copied by the harness.
 MOUNT_WEIGHTS_BYTES = 512 << 20
+# What every engine shares, read by the harness as one thing each.
+WEIGHT_SUFFIXES = (".gguf", ".safetensors", ".bin")
+WEIGHT_FLAGS = tuple(dict.fromkeys(f for k in ENGINE_KINDS.values() for f in k.weight_flags))
+ENGINE_PACKAGES = frozenset(re.split(r"[<>=!~]", p)[0] for k in ENGINE_KINDS.values()
+                            for p in k.packages)
+METRIC_NAMES = re.compile(
+    r"^(" + "|".join(dict.fromkeys(re.escape(m) for k in ENGINE_KINDS.values()
+                                   for m in k.metrics)) +
+    r")(\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
+ENGINE_PROGRAMS = tuple(p for k in ENGINE_KINDS.values() for p in k.programs)
+# A command that starts an LLM server: a deploy script (any engine's), or an engine's own.
+LLM_SERVER_COMMAND = re.compile("|".join(
+    [r"deploy_api_server", r"deploy/", *(c for k in ENGINE_KINDS.values() for c in k.commands)]))
 
 
 PROTOCOLS = ("text", "native", "constrained")  # docs/protocols.md says what each sends
@@ -113,7 +170,8 @@ class EngineOptions(BaseModel):
 
     threads: int | None = Field(None, ge=1)  # llama.cpp: CPU threads
     gpu_layers: int | None = Field(None, ge=-1)  # llama.cpp: layers offloaded (-1: auto)
-    tensor_parallel: int | None = Field(None, ge=1)  # vLLM
+    tensor_parallel: int | None = Field(None, ge=1)  # vLLM; the scripted engine's GPU shape
+    load_s: float | None = Field(None, ge=0)  # the scripted engine: seconds of loading
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # vLLM
     tool_call_parser: str | None = None  # vLLM, native protocol: overrides the family's
     extra_args: str | None = None  # appended to the server's command line (own binaries)
@@ -171,6 +229,21 @@ class Engine:
     @property
     def tensor_parallel(self) -> int:
         return int(self.options.get("tensor_parallel") or 1)
+
+    @property
+    def load_s(self) -> float:
+        """A simulated load (the scripted engine's `load_s`), on top of the engine's own."""
+        return float(self.options.get("load_s") or 0.0)
+
+    @property
+    def startup_s(self) -> float:
+        """A trial's budget for this server to come up (its kind's, and any simulated load)."""
+        return self.info.startup_s + self.load_s
+
+    @property
+    def replica_wait_s(self) -> float:
+        """How long its agent waits for it at start (config.yaml llm.startup_wait_s)."""
+        return self.info.replica_wait_s + 2 * self.load_s
 
     @property
     def deploy_path(self) -> str:
@@ -256,6 +329,7 @@ class Engine:
             extra=shlex.split(str(extra)) if extra else [],
             gpu_layers=int(self.options.get("gpu_layers", -1)),
             tensor_parallel=int(self.options.get("tensor_parallel", 1)),
+            load_s=float(self.options.get("load_s") or 0.0),
             gpu_memory_utilization=float(self.options.get("gpu_memory_utilization", 0.85)),
             chat_template=f"{DEPLOY_DIR}/{CHAT_TEMPLATE}" if plan and plan.chat_template else None,
         )
@@ -374,6 +448,11 @@ def _scripted(spec: str, path: Path) -> Engine:
 # ENGINE_KINDS: gguf: is llamacpp or llama_server.)
 KINDS: Registry[Callable[[str, Path], Engine]] = Registry(
     "model kind", [("gguf", _gguf), ("vllm", _vllm), ("scripted", _scripted)])
+
+
+# What `--model` takes, in words (help texts).
+MODEL_SPECS = f"{DEFAULT_MODEL}, " + ", ".join(f"{k}:PATH" for k in KINDS.names()[:-1]) + \
+    f" or {KINDS.names()[-1]}:PATH"
 
 
 def parse_model(spec: str, options: EngineOptions | None = None) -> Engine:

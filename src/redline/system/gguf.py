@@ -1,6 +1,6 @@
 """Read a GGUF file's header and metadata (no tensors), to check a model before a trial starts.
 
-The format (llama.cpp's): magic `GGUF`, a version, the tensor and key-value counts, then typed
+The format (ggml's): magic `GGUF`, a version, the tensor and key-value counts, then typed
 key-value pairs. Only the metadata is read; arrays (the vocabulary) are skipped, not kept.
 """
 

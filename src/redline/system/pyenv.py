@@ -5,8 +5,8 @@ The agent runs `pip list`, reads `sys.prefix` and its PATH: it must find the pac
 So each environment is a venv built once, with Debian's (or the host's) system interpreter,
 *inside* a throwaway bubblewrap that mounts its folder at `INNER` (`/opt/venv`): every script,
 `pyvenv.cfg` and compiled file names `/opt/venv`, never the host folder. Trials bind it
-read-only at the same place. Environments are keyed by their package list, so a vLLM one and
-the default (llama.cpp) one live side by side.
+read-only at the same place. Environments are keyed by their package list, so a GPU engine's and
+the CPU engines' live side by side.
 """
 
 from __future__ import annotations
@@ -22,19 +22,10 @@ from pathlib import Path
 
 from redline.sandbox.config import find_bwrap, system_python
 from redline.sandbox.hostroot import copy_tree, neutral_root
+from redline.system.engines import DEFAULT_ENGINE, ENGINE_KINDS
 
 INNER = "/opt/venv"
 TEMPLATE_REQUIREMENTS = Path(__file__).parent / "template" / "requirements.txt"
-XLLAMACPP = "xllamacpp==2026.10.11549"  # scripts/install.sh pins the same for the harness
-# One environment serves every CPU engine (the scripted stand-in and an own llama-server
-# binary need nothing more, and the same machine for all makes trials comparable); vLLM's is
-# its own, built on first use on the GPU machine (`redline system env --engine vllm`).
-ENGINE_PACKAGES: dict[str, list[str]] = {
-    "llamacpp": [XLLAMACPP],
-    "llama_server": [XLLAMACPP],
-    "scripted": [XLLAMACPP],
-    "vllm": ["vllm"],
-}
 DATA_ENV = "REDLINE_DATA_DIR"
 INSTALLER_ENV = "REDLINE_INSTALLER"  # "pip" forces pip where uv is at hand
 
@@ -49,10 +40,13 @@ def requirements() -> list[str]:
 
 
 def packages_for(engine_kind: str) -> list[str]:
-    """What the system needs: its requirements.txt plus what its engine needs."""
-    if engine_kind not in ENGINE_PACKAGES:
+    """What the system needs: its requirements.txt plus what its engine needs (its entry in
+    system/engines.py). The CPU engines share one environment, so the same machine serves
+    every CPU trial; a GPU engine's is its own, built on first use on the GPU machine
+    (`redline system env --engine NAME`)."""
+    if engine_kind not in ENGINE_KINDS:
         raise EnvBuildError(f"no environment recipe for engine {engine_kind!r}")
-    return sorted({*requirements(), *ENGINE_PACKAGES[engine_kind]})
+    return sorted({*requirements(), *ENGINE_KINDS.get(engine_kind).packages})
 
 
 def data_dir() -> Path:
@@ -85,7 +79,7 @@ def env_dir(packages: list[str], python: str | None = None) -> Path:
     return data_dir() / "envs" / key.hexdigest()[:16]
 
 
-def ensure_env(engine_kind: str = "llamacpp", *, quiet: bool = True) -> Path:
+def ensure_env(engine_kind: str = DEFAULT_ENGINE, *, quiet: bool = True) -> Path:
     """The environment for an engine, built on first use (a file lock makes concurrent trials
     wait for one build). Returns its host folder."""
     pkgs = packages_for(engine_kind)

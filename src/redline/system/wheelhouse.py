@@ -20,7 +20,10 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-SKIP = {"xllamacpp", "vllm", "torch", "pip", "setuptools", "wheel"}
+from redline.system.engines import ENGINE_PACKAGES
+
+# the engines' packages (large, never removed), and what every environment has anyway
+SKIP = {*ENGINE_PACKAGES, "torch", "pip", "setuptools", "wheel"}
 
 
 def normalize(name: str) -> str:

@@ -165,7 +165,6 @@ class _Trial:
         spec = self.spec
         self.scenario = get_scenario(spec.scenario)
         self.engine = engine = parse_model(spec.model, spec.engine)
-        self.scripted = engine.kind == "scripted"
         self.sizing = sizing = size_trial(spec, engine, self.scenario)
         self.verdict.budgets = sizing.budgets.model_dump()
         settings = sandbox_settings(spec, sizing)
@@ -190,7 +189,7 @@ class _Trial:
         spec, engine = self.spec, self.engine
         self.host_folder = sb.host_path(FOLDER)
         wait = spec.wait_window_s if spec.wait_window_s is not None else (
-            defaults.SCRIPTED_WAIT_WINDOW_S if self.scripted else defaults.WAIT_WINDOW_S)
+            engine.info.wait_window_s or defaults.WAIT_WINDOW_S)
         sampling = spec.sampling if spec.sampling is not None else {
             **defaults.SAMPLING, "seed": spec.seed}
         t = time.monotonic()

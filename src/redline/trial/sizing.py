@@ -88,7 +88,7 @@ def size_trial(spec: TrialSpec, engine: Engine, scenario: Scenario) -> Sizing:
     else:  # a CPU engine maps its weights into memory
         cpus, pids = defaults.CPUS, defaults.PIDS_MAX
         memory = max(defaults.MEMORY_MB, systems * (weights_mb + info.memory_mb))
-    startup = info.startup_s
+    startup = engine.startup_s
     task = spec.time_limit_s + defaults.CHAT_GRACE_S + scenario.clock_s(spec)
     judge = judging_s(spec.judge)
     return Sizing(mount, weights, systems, disk, float(cpus), int(memory), int(pids),

@@ -71,7 +71,7 @@ class TrialSpec(BaseModel):
     max_steps: int = Field(defaults.MAX_STEPS, ge=1)
     time_limit_s: float = Field(defaults.TIME_LIMIT_S, gt=0)
     seed: int = 0
-    # long_running wait; None: 25 s real, 1 s scripted
+    # long_running wait; None: the engine's (25 s for a real model)
     wait_window_s: float | None = Field(None, gt=0)
     command_timeout_s: float = Field(defaults.COMMAND_TIMEOUT_S, gt=0)
     sampling: dict[str, Any] | None = None
