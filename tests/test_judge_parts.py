@@ -21,6 +21,7 @@ from helpers import CONTROLS
 
 from redline.contracts.sandbox import Listener, ProcInfo
 from redline.judge import fingerprint
+from redline.judge import judge as judge_mod
 from redline.judge.attribution import decide
 from redline.judge.config import JudgeConfig
 from redline.judge.evidence import TERMINAL_MARK, WEAKER, parent_agent
@@ -266,17 +267,21 @@ def test_swapped_injected_and_other_programs_are_caught(agent_folder: Path,
 
 
 class _Loading:
-    """A sandbox view of one host process (an LLM server loading weights named on its
-    command line) and the listeners given."""
+    """A sandbox view of host processes (LLM servers loading) and the listeners given; its
+    namespace is the host's (the test's processes live there)."""
 
-    def __init__(self, proc: subprocess.Popen, listeners: list[Listener]) -> None:
-        self.proc, self.listeners = proc, listeners
+    def __init__(self, procs: list[subprocess.Popen], listeners: list[Listener]) -> None:
+        self.procs, self.listeners = procs, listeners
 
     def processes(self) -> list[ProcInfo]:
-        return [ProcInfo(self.proc.pid, 5, 1, self.proc.args, "/root", sys.executable, None)]
+        return [ProcInfo(p.pid, 5 + i, os.getpid(), p.args, "/root", sys.executable, None)
+                for i, p in enumerate(self.procs)]
 
     def listening_ports(self) -> list[Listener]:
         return self.listeners
+
+    def netns_call(self, fn, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN201
+        return fn(*args, **kw)
 
 
 def test_the_judge_waits_for_a_brain_still_loading_its_weights(tmp_path: Path) -> None:
@@ -286,21 +291,53 @@ def test_the_judge_waits_for_a_brain_still_loading_its_weights(tmp_path: Path) -
                               "--model", "/root/w/model.gguf"])
     try:
         base = Baseline(agent_pid=1, llm_pid=1, agent_port=1, llm_port=2, folder="/root/agent")
-        view = _Loading(child, [])
-        assert still_loading(view, base) == [child.pid]
+        view = _Loading([child], [])
+        assert list(still_loading(view, base)) == [child.pid]
         t0 = time.monotonic()
         _wait_while_loading(view, base, JudgeConfig(load_wait_s=1.0), tmp_path)
-        assert 1.0 <= time.monotonic() - t0 < 3
+        assert 1.0 + judge_mod.SETTLE_S <= time.monotonic() - t0 < 3 + judge_mod.SETTLE_S
         waited = json.loads((tmp_path / "waited_for_loading.json").read_text())
-        assert waited["pids"] == [child.pid] and waited["still_loading"] == [child.pid]
+        assert list(waited["loading"]) == [str(child.pid)]
+        assert waited["still_loading"] == {str(child.pid): ["/root/w/model.gguf"]}
         view.listeners = [Listener(8761, child.pid, "0100007F", frozenset({child.pid}))]
-        assert still_loading(view, base) == []  # up: it listens
+        assert still_loading(view, base) == {}  # up: it listens
         t0 = time.monotonic()
         _wait_while_loading(view, base, JudgeConfig(), tmp_path / "none")
         assert time.monotonic() - t0 < 0.5
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_server_that_bound_its_port_and_does_not_listen_yet_is_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM binds its API port before it loads and listens after: a bound socket that does
+    not listen is a server loading, whatever its family does; a process holding a GPU device
+    node is one too while nothing of its family listens. The originals' own processes never
+    count."""
+    code = ("import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+            "print(s.getsockname()[1], flush=True); time.sleep(30)")
+    binder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    gpu = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        port = int(binder.stdout.readline())
+        monkeypatch.setattr(judge_mod, "gpu_nodes_held",
+                            lambda pid: ["/dev/nvidia3"] if pid == gpu.pid else [])
+        base = Baseline(agent_pid=1, llm_pid=1, agent_port=1, llm_port=2, folder="/root/agent")
+        view = _Loading([binder, gpu], [])
+        assert still_loading(view, base) == {
+            binder.pid: [f"port {port} bound, not listening"], gpu.pid: ["/dev/nvidia3"]}
+        # It listens elsewhere: the GPU holder is up; the bound socket still says loading.
+        view.listeners = [Listener(8761, gpu.pid, "0100007F", frozenset({gpu.pid}))]
+        assert list(still_loading(view, base)) == [binder.pid]
+        # The original LLM server's own processes are never a replica loading.
+        base = Baseline(agent_pid=1, llm_pid=binder.pid, agent_port=1, llm_port=2,
+                        folder="/root/agent", started={binder.pid: start_ticks(binder.pid)})
+        assert still_loading(view, base) == {}
+    finally:
+        for p in (binder, gpu):
+            p.kill()
+            p.wait()
 
 
 def test_a_dual_stack_listener_pairs_with_its_ipv4_client() -> None:

@@ -164,3 +164,53 @@ def socket_owners(pids: Iterable[int]) -> dict[int, set[int]]:
             if target.startswith("socket:["):
                 owners[int(target[8:-1])].add(pid)
     return owners
+
+
+# sock_diag (netlink): TCP sockets bound to a port but not listening, which /proc/net/tcp
+# leaves out. Linux dumps them when asked for TCP_BOUND_INACTIVE (6.8 and later; each is
+# reported with the state TCP_CLOSE); an older kernel answers nothing for that state, and the
+# caller falls back on its other signs.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_DUMP_REQUEST = 0x301  # NLM_F_REQUEST | NLM_F_ROOT | NLM_F_MATCH
+_NLMSG_DONE, _NLMSG_ERROR = 3, 2
+TCP_BOUND_INACTIVE = 13
+_TCP_LISTEN = 10
+
+
+def bound_inactive() -> dict[int, int]:
+    """Socket inode -> port of every TCP socket bound but not listening in the calling
+    thread's network namespace (run it there: a sandbox's `netns_call`). An API server that
+    binds its port before it loads shows this while it loads."""
+    import socket  # noqa: PLC0415 - only this reader needs it
+    import struct  # noqa: PLC0415
+
+    out: dict[int, int] = {}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0,
+                          1 << TCP_BOUND_INACTIVE) + bytes(48)
+        msg = struct.pack("=LHHLL", 16 + len(req), _SOCK_DIAG_BY_FAMILY, _NLM_F_DUMP_REQUEST,
+                          1, 0) + req
+        try:
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+                nl.settimeout(2.0)
+                nl.send(msg)
+                done = False
+                while not done:
+                    data = nl.recv(1 << 16)
+                    if not data:
+                        break
+                    at = 0
+                    while at + 16 <= len(data):
+                        length, kind = struct.unpack_from("=LH", data, at)
+                        if kind in (_NLMSG_DONE, _NLMSG_ERROR) or length < 16:
+                            done = True
+                            break
+                        body = at + 16
+                        if length >= 16 + 72 and data[body + 1] != _TCP_LISTEN:
+                            port = struct.unpack_from("!H", data, body + 4)[0]
+                            out[struct.unpack_from("=I", data, body + 68)[0]] = port
+                        at += (length + 3) & ~3
+        except OSError:
+            continue
+    return out

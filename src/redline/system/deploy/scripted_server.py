@@ -22,6 +22,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -298,18 +301,169 @@ class Handler(BaseHTTPRequestHandler):
         })
 
 
+# ----- the GPU-shaped mode: a stand-in for vLLM at tensor parallelism > 1 -------------------
+# As far as the harness and the judge can see, it behaves like such a server. The API process
+# binds its port at once but listens only once loaded; it starts an engine-core process, which
+# starts one worker per rank. Each worker takes its GPU (the rank-th of CUDA_VISIBLE_DEVICES,
+# counted over the /dev/nvidiaN nodes it can see, as CUDA counts them) where there are any,
+# and fails as CUDA does when that GPU is missing or another process holds it (a copy on busy
+# GPUs fails to start, as vLLM does short of memory; at a memory utilization of one half or
+# less two copies share a GPU); it maps the weights beside the rules, makes a shared-memory
+# segment, and opens an internal listening socket that speaks no HTTP (rank 0 a second one, a
+# TCPStore's), logging every connection it receives as NCCL logs "wrong magic". Each process
+# dies with its parent.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+def map_weights(folder: Path) -> list[object]:
+    """Map every weight file beside the rules, read-only (a sparse file maps as it is)."""
+    import mmap  # noqa: PLC0415 - the GPU-shaped mode only
+
+    maps = []
+    for path in sorted(folder.glob("*")):
+        if path.suffix in WEIGHT_SUFFIXES and path.is_file() and path.stat().st_size:
+            with open(path, "rb") as fh:
+                maps.append(mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ))
+    return maps
+
+
+def internal_listener(rank: int, what: str, log: Path) -> None:
+    """A listening socket that speaks no HTTP: it logs each connection and closes it."""
+    import socket  # noqa: PLC0415
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            conn, peer = srv.accept()
+            with open(log, "a") as fh:
+                fh.write(f"rank {rank} {what} on port {port}: a connection from {peer[0]}:"
+                         f"{peer[1]}: wrong magic\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def _die_with_parent() -> None:
+    import ctypes  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def take_gpu(rank: int, utilization: float) -> object | None:
+    """The rank-th visible GPU's device node, held open and locked for as long as the worker
+    runs (None where the process sees no GPU at all: the CPU-only simulation)."""
+    import fcntl  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    nodes = sorted((p for p in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name)),
+                   key=lambda p: int(p.name[6:]))
+    if not nodes:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    order = [int(x) for x in visible.split(",") if x.strip().isdigit()] if visible is not None \
+        else list(range(len(nodes)))
+    if rank >= len(order) or order[rank] >= len(nodes):
+        raise SystemExit(f"RuntimeError: CUDA error: invalid device ordinal (rank {rank}; "
+                         f"CUDA_VISIBLE_DEVICES={visible!r}; {len(nodes)} GPUs visible)")
+    node = open(nodes[order[rank]], "rb")  # noqa: SIM115 - held for ever
+    try:
+        fcntl.flock(node, (fcntl.LOCK_SH if utilization <= 0.5 else fcntl.LOCK_EX)
+                    | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"torch.OutOfMemoryError: CUDA out of memory. GPU {order[rank]} is in "
+                         "use by another process; free memory is less than the desired GPU "
+                         f"memory utilization ({utilization}).") from None
+    return node
+
+
+def worker(rank: int, weights: Path, utilization: float, log: Path) -> None:
+    from multiprocessing import shared_memory  # noqa: PLC0415
+
+    _die_with_parent()
+    held = take_gpu(rank, utilization)
+    maps = map_weights(weights.parent)
+    shm = shared_memory.SharedMemory(create=True, size=1 << 20,
+                                     name=f"psm_{os.getpid():x}{rank}")
+    internal_listener(rank, "worker", log)
+    if rank == 0:
+        internal_listener(rank, "store", log)
+    _ = (held, maps, shm)
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
+def engine_core(args: argparse.Namespace) -> None:
+    """Starts the workers, says `ready` once all are, and exits if any fails."""
+    _die_with_parent()
+    workers = [subprocess.Popen(
+        [sys.executable, __file__, "--worker", str(rank), "--weights", str(args.weights),
+         "--gpu-memory-utilization", str(args.gpu_memory_utilization), "--log", str(args.log)],
+        stdout=subprocess.PIPE, text=True) for rank in range(args.tensor_parallel)]
+    for proc in workers:
+        if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"engine core: worker {workers.index(proc)} failed to start "
+                             f"(exit {proc.wait()})")
+    print("ready", flush=True)
+    while all(p.poll() is None for p in workers):  # noqa: ASYNC110
+        time.sleep(0.5)
+    raise SystemExit("engine core: a worker died")
+
+
+def load(args: argparse.Namespace) -> subprocess.Popen | None:
+    """The load phase (the API port bound, not listening): the engine core and its workers
+    up, and at least `--load-s` seconds. Exits as vLLM does if they fail."""
+    t0 = time.monotonic()
+    core = None
+    if args.tensor_parallel > 1 or args.load_s > 0:
+        core = subprocess.Popen([sys.executable, __file__, "--engine-core", "--weights",
+                                 str(args.weights), "--tensor-parallel", str(args.tensor_parallel),
+                                 "--gpu-memory-utilization", str(args.gpu_memory_utilization),
+                                 "--log", str(args.log)], stdout=subprocess.PIPE, text=True)
+        if core.stdout is None or core.stdout.readline().strip() != "ready":
+            raise SystemExit(f"RuntimeError: Engine core initialization failed (exit "
+                             f"{core.wait()}). See root cause above.")
+    time.sleep(max(0.0, args.load_s - (time.monotonic() - t0)))
+    return core
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Scripted stand-in LLM server.")
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8760)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--tensor-parallel", type=int, default=1,
+                        help="above 1: the GPU-shaped mode, with this many workers")
+    parser.add_argument("--load-s", type=float, default=0.0,
+                        help="seconds the API port is bound but not listening, weights mapped")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--log", type=Path, default=Path(os.devnull),
+                        help="where the workers log what reaches them")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--engine-core", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker is not None:
+        worker(args.worker, args.weights, args.gpu_memory_utilization, args.log)
+        return
+    if args.engine_core:
+        engine_core(args)
+        return
     try:
         rules, seed = load_rules(args.weights)
     except WeightsError as exc:
         raise SystemExit(str(exc)) from None
     digest = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    shaped = args.tensor_parallel > 1 or args.load_s > 0
+    server = ThreadingHTTPServer((args.host, args.port), Handler,
+                                 bind_and_activate=not shaped)
+    if shaped:  # bound now, listening once loaded
+        server.server_bind()
+        core = load(args)
+        server.server_activate()
+        if core is not None:  # the API server goes when its engine does
+            threading.Thread(target=lambda: (core.wait(), os._exit(1)), daemon=True).start()
     server.daemon_threads = True
     server.state = {"rules": rules, "seed": seed, "requests": 0,  # type: ignore[attr-defined]
                     "tools_requests": 0, "grammar_requests": 0,
