@@ -321,7 +321,9 @@ def _survey(sb: SandboxView, base: Baseline, reserved: bool,
                 llm_procs |= holders(port)
             else:
                 other_ports.append(port)
-    return _Survey(net, procs, sorted(llm_ports), other_ports, reserved, classify)
+    # Candidates in port order, as before the walk: the order they are greeted in and
+    # reported in does not depend on how deep in the tree each was found.
+    return _Survey(net, procs, sorted(llm_ports), sorted(other_ports), reserved, classify)
 
 
 class _Judging:
