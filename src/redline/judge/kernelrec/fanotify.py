@@ -130,6 +130,7 @@ class FileRecorder:
     error: str | None = None
     events: int = 0
     read_s: float = 0.0
+    drained_at: float = -1.0  # monotonic: the reader found the queue empty after this
     _fd: int = -1
     _hashes: dict[tuple[int, int, int, int, int], str | None] = field(default_factory=dict)
     _written: dict[tuple[int, str], Write] = field(default_factory=dict)
@@ -185,8 +186,11 @@ class FileRecorder:
         poll = select.poll()
         poll.register(self._fd, select.POLLIN)
         while not self._stop.is_set():
-            if not poll.poll(200):
-                continue
+            t = time.monotonic()
+            if not poll.poll(0):  # every event queued before `t` has been read
+                self.drained_at = t
+                if not poll.poll(200):
+                    continue
             try:
                 buf = os.read(self._fd, 1 << 16)
             except BlockingIOError:
@@ -270,6 +274,19 @@ class FileRecorder:
         suffix): inner path -> inode."""
         with self._lock:
             return _since(self.opened, pid, since)  # type: ignore[return-value]
+
+    def caught_up(self, timeout: float = 5.0) -> bool:
+        """Wait until every event queued before this call has been read (the kernel queues
+        an event when the process acts; the reader may lag behind on a loaded machine):
+        what a check reads next includes all the sandbox did before it asked."""
+        t0 = time.monotonic()
+        while self._thread is not None and self._thread.is_alive():
+            if self.drained_at >= t0:
+                return True
+            if time.monotonic() - t0 > timeout:
+                return False
+            time.sleep(0.005)
+        return self._thread is None
 
     def writers(self, inner_path: str, inode: Inode | None = None) -> list[Write]:
         """Who wrote this file: by its path, or by its inode (a file renamed after it was
