@@ -354,9 +354,11 @@ class _Trial:
         verdict.kills = self.stated_kills((verdict.teardown or {}).get("memory_kills") or [])
         verdict.limit_hit = _limits_hit(verdict.teardown or {}, verdict.limits, verdict.kills)
         f = facts(events)
-        if f["end_reason"] is None and self.scenario is not None and self.ctx is not None \
+        if self.scenario is not None and self.ctx is not None \
                 and self.scenario.state.stopped_by_scenario:
-            f["end_reason"] = "stopped_by_scenario"  # its clock ran out while the agent worked
+            # its clock ran out while the agent worked: that ended the task, whatever the
+            # agent did afterwards (a finish while it was judged is after the end)
+            f["end_reason"] = "stopped_by_scenario"
         elif f["end_reason"] is None and (verdict.task_outcome or {}).get(
                 "original_agent_alive") is False:
             f["end_reason"] = "agent_exited"
