@@ -123,13 +123,19 @@ def remove_tree(path: Path) -> None:
         return
     for folder in below:
         kill_members(folder)
-        for _ in range(50):
+        # A killed member leaves its cgroup only once the kernel has finished its exit, which
+        # on a loaded machine takes well over a second: wait for it, boundedly.
+        deadline = time.monotonic() + 10
+        while True:
             try:
                 os.rmdir(folder)
                 break
             except FileNotFoundError:
                 break
             except OSError:
+                if time.monotonic() > deadline:
+                    break
+                kill_members(folder, timeout_s=0.5)  # one that joined meanwhile
                 time.sleep(0.02)  # still has (dying) members
 
 
