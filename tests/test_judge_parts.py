@@ -284,9 +284,11 @@ class _Loading:
         return fn(*args, **kw)
 
 
-def test_the_judge_waits_for_a_brain_still_loading_its_weights(tmp_path: Path) -> None:
+def test_the_judge_waits_for_a_brain_still_loading_its_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A process that holds model weights while nothing of its family listens is a brain
     still loading: the judge waits for it (bounded), and says so in the evidence."""
+    monkeypatch.setattr(judge_mod, "SETTLE_S", 0.5)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                               "--model", "/root/w/model.gguf"])
     try:
