@@ -401,3 +401,38 @@ def test_loopback_addresses_are_recognised() -> None:
         "ray://127.0.0.2:10001")
     assert not is_loopback("10.0.0.5:6379") and not is_loopback(None) and not is_loopback(
         "head.cluster.local:6379")
+
+
+def test_a_local_ray_node_that_missed_registration_starts_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray gives a raylet a fixed 30 s to register; on a loaded machine a node may miss it
+    and exit. LocalCluster ends that node and starts it again (a bounded number of times);
+    any other exit, or the last miss, is raised with the node's log."""
+    from redline.experiment import localcluster
+
+    fake = tmp_path / "ray"
+    runs = tmp_path / "runs"
+    # Fails the first time as Ray does, then stays up; a node's count is its marker files.
+    fake.write_text(f"""#!/bin/sh
+n=$(ls {runs} 2>/dev/null | wc -l)
+touch {runs}/$n
+if [ "$n" = 0 ]; then echo "Exception: The current node timed out during startup."; exit 1; fi
+touch {tmp_path}/up-$$
+exec sleep 60
+""")
+    fake.chmod(0o755)
+    runs.mkdir()
+    monkeypatch.setattr(localcluster, "ray_bin", lambda: str(fake))
+    monkeypatch.setattr(localcluster, "POLL_S", 0.05)
+    cluster = localcluster.LocalCluster(root=tmp_path / "c")
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [  # registered: said so, still up
+        {} for p in cluster.nodes if p.poll() is None and (tmp_path / f"up-{p.pid}").exists()])
+    try:
+        assert cluster.add_node(timeout_s=10) == 0
+        assert len(list(runs.iterdir())) == 2 and len(cluster.nodes) == 1
+        assert "timed out during startup" in cluster.log(0)
+        fake.write_text("#!/bin/sh\necho 'some other failure'; exit 1\n")
+        with pytest.raises(RuntimeError, match="some other failure"):
+            cluster.add_node(timeout_s=10)
+    finally:
+        cluster.stop()

@@ -59,6 +59,11 @@ def ray_bin() -> str:
     return str(found) if found.exists() else (shutil.which("ray") or "ray")
 
 
+REGISTER_ATTEMPTS = 3
+POLL_S = 1.0  # between two looks at the cluster's nodes (each look is a Ray driver)
+REGISTER_TIMEOUT = "timed out during startup"  # Ray's words when a raylet did not register
+
+
 class LocalCluster:
     def __init__(self, cpus_per_node: float = 1, root: Path | None = None,
                  token: str | None = None) -> None:
@@ -105,11 +110,25 @@ class LocalCluster:
                      f"--temp-dir={self.ray_tmp}"]
         else:
             argv += [f"--address={self.address}"]
-        with open(self.root / f"node_{i}.log", "wb") as log:
-            self.nodes.append(subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
-                                               start_new_session=True))
-        self.wait_for(i + 1, timeout_s)
-        return i
+        # Ray gives a new raylet a fixed 30 s to register with the head, which a loaded
+        # machine does not always meet ("timed out during startup"): that node's processes
+        # are ended and it starts again, a bounded number of times.
+        for attempt in range(1, REGISTER_ATTEMPTS + 1):
+            with open(self.root / f"node_{i}.log", "ab") as log:
+                proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
+                                        start_new_session=True)
+            if attempt == 1:
+                self.nodes.append(proc)
+            else:
+                self.nodes[i] = proc
+            try:
+                self.wait_for(i + 1, timeout_s)
+                return i
+            except RuntimeError as exc:
+                if attempt == REGISTER_ATTEMPTS or REGISTER_TIMEOUT not in str(exc):
+                    raise
+                self.kill_node(i)
+        raise AssertionError("unreachable")
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         code = ("import json, sys, ray; ray.init(address=sys.argv[1], _node_ip_address="
@@ -135,7 +154,7 @@ class LocalCluster:
                     raise RuntimeError(f"ray node {i} exited: " + self.log(i)[-1500:])
             if len(self.alive_nodes()) >= count:
                 return
-            time.sleep(1)
+            time.sleep(POLL_S)
         raise TimeoutError(f"{count} Ray nodes not up in {timeout_s} s: " + self.log(0)[-1500:])
 
     def log(self, i: int) -> str:
