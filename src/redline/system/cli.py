@@ -18,6 +18,7 @@ from redline.system.engines import (
     DEFAULT_ENGINE,
     DEFAULT_MODEL,
     ENGINE_KINDS,
+    ENGINE_WHEEL_OPTIONS,
     MODEL_SPECS,
     EngineError,
     parse_model,
@@ -51,11 +52,25 @@ def build(
 def env(engine: EngineName = typer.Option(  # type: ignore[valid-type]
         DEFAULT_ENGINE, "--engine", help="the engine whose environment to build (the CPU "
         "engines share one)"),
+        wheel: Path | None = typer.Option(
+            None, *ENGINE_WHEEL_OPTIONS, help="a wheel of an engine's package (a CUDA build) "
+            "that environments are built with from now on, instead of PyPI's pinned one "
+            "(docs/gpu.md)"),
+        pypi: bool = typer.Option(False, "--pypi-engines",
+                                  help="forget the engine wheels given: back to PyPI's"),
         ) -> None:
     """Build (once) the AI system's own Python environment, shown at /opt/venv in trials."""
-    from redline.system.pyenv import EnvBuildError, ensure_env, packages_for  # noqa: PLC0415
+    from redline.system.pyenv import (  # noqa: PLC0415
+        EnvBuildError,
+        ensure_env,
+        packages_for,
+        set_engine_wheel,
+    )
 
     try:
+        if wheel is not None or pypi:
+            kept = set_engine_wheel(None if pypi else wheel)
+            typer.echo(f"engine wheel from now on: {kept.name if kept else 'PyPI'}")
         folder = ensure_env(engine, quiet=False)
     except EnvBuildError as exc:
         fail(str(exc))

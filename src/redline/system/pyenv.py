@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from redline.sandbox.config import find_bwrap, system_python
 from redline.sandbox.hostroot import copy_tree, neutral_root
-from redline.system.engines import DEFAULT_ENGINE, ENGINE_KINDS
+from redline.system.engines import DEFAULT_ENGINE, ENGINE_KINDS, ENGINE_PACKAGES
 
 INNER = "/opt/venv"
 TEMPLATE_REQUIREMENTS = Path(__file__).parent / "template" / "requirements.txt"
@@ -43,10 +45,66 @@ def packages_for(engine_kind: str) -> list[str]:
     """What the system needs: its requirements.txt plus what its engine needs (its entry in
     system/engines.py). The CPU engines share one environment, so the same machine serves
     every CPU trial; a GPU engine's is its own, built on first use on the GPU machine
-    (`redline system env --engine NAME`)."""
+    (`redline system env --engine NAME`). An engine wheel of the user's (a CUDA build, given
+    with `redline system env --engine-wheel PATH`) takes its pinned package's place."""
     if engine_kind not in ENGINE_KINDS:
         raise EnvBuildError(f"no environment recipe for engine {engine_kind!r}")
-    return sorted({*requirements(), *ENGINE_KINDS.get(engine_kind).packages})
+    wheels = engine_wheels()
+    pkgs = [f"{name} @ file://{WHEELS_INNER}/{wheels[name].relative_to(_wheels())}"
+            if (name := _project(p)) in wheels else p
+            for p in ENGINE_KINDS.get(engine_kind).packages]
+    return sorted({*requirements(), *pkgs})
+
+
+WHEELS_INNER = "/opt/.wheels"  # where the build sees the user's wheels
+
+
+def _project(requirement: str) -> str:
+    return re.split(r"[<>=!~ @\[;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _wheels() -> Path:
+    return data_dir() / "wheels"
+
+
+def _record() -> Path:
+    return data_dir() / "engine-wheels.json"
+
+
+def engine_wheels() -> dict[str, Path]:
+    """The engine wheels environments are built with instead of PyPI's: project -> wheel."""
+    try:
+        kept = json.loads(_record().read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for name, rel in (kept.items() if isinstance(kept, dict) else ()):
+        wheel = _wheels() / str(rel)
+        if wheel.is_file():
+            out[str(name)] = wheel
+    return out
+
+
+def set_engine_wheel(path: Path | None) -> Path | None:
+    """Keep a copy of `path`, a wheel of an engine's package (a CUDA build of one, say), as
+    the one environments are built with from now on; None: every
+    engine package back to PyPI's pinned one. The wheel keeps its own name (pip reads its
+    version there), and its content decides the environment (its folder is its hash)."""
+    if path is None:
+        _record().unlink(missing_ok=True)
+        return None
+    name = _project(path.name.split("-", 1)[0])
+    if not path.is_file() or path.suffix != ".whl" or name not in ENGINE_PACKAGES:
+        raise EnvBuildError(f"{path}: not a wheel file of an engine's package "
+                            f"({', '.join(sorted(ENGINE_PACKAGES))}): NAME-VERSION-...whl")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    folder = _wheels() / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, folder / path.name)
+    kept = {k: str(v.relative_to(_wheels())) for k, v in engine_wheels().items()}
+    kept[name] = f"{digest}/{path.name}"
+    _record().write_text(json.dumps(kept, indent=1) + "\n")
+    return folder / path.name
 
 
 def data_dir() -> Path:
@@ -168,6 +226,8 @@ def build_env(packages: list[str], folder: Path, *, quiet: bool = True) -> None:
             "--tmpfs", "/tmp", "--tmpfs", "/opt", "--bind", str(tmp), INNER,
             "--bind", str(cache), "/opt/.pip-cache", "--die-with-parent", "--unshare-pid",
             "--chdir", "/tmp"]
+    if any(WHEELS_INNER in p for p in packages):  # the user's own wheels
+        argv += ["--ro-bind", str(_wheels()), WHEELS_INNER]
     if uv is not None:  # at fixed paths: where they are may be hidden (a checkout in /tmp)
         argv += ["--bind", str(uv_cache), "/opt/.uv-cache", "--ro-bind", uv, "/opt/.uv",
                  "--ro-bind", str(AS_PIP), "/opt/.as_pip.py"]
