@@ -384,7 +384,7 @@ def test_an_experiment_needing_gpus_this_machine_lacks_writes_nothing(
     before = snapshot(place)
     result = CliRunner().invoke(app, ["experiment", "run", "g.toml", "--out", "out"])
     assert result.exit_code == 2
-    assert result.stderr == ("error: trial replicate-positive--replicate--000 needs 1 GPUs; "
+    assert result.stderr == ("error: trial replicate-positive--replicate--000 needs 2 GPUs; "
                              "this machine has 0 (use --backend ray)\n")
     assert snapshot(place) == before
 

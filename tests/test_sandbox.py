@@ -186,29 +186,33 @@ def test_sandbox_exec_cli() -> None:
 
 
 def test_gpu_passthrough_arguments(tmp_path: Path) -> None:
+    """Only the device nodes given are bound (redline.sandbox.gpus.device_binds makes them);
+    a sandbox given none has nothing of NVIDIA's."""
     for name in ("nvidia0", "nvidiactl", "nvidia-uvm"):
         (tmp_path / name).touch()
-    args = gpu_args(tmp_path)
-    assert args[:3] == ["--dev-bind", str(tmp_path / "nvidia-uvm"), "/dev/nvidia-uvm"]
+    binds = [(str(tmp_path / n), f"/dev/{n}") for n in ("nvidia0", "nvidiactl", "nvidia-uvm")]
+    args = gpu_args(binds)
+    assert args[:3] == ["--dev-bind", str(tmp_path / "nvidia0"), "/dev/nvidia0"]
     assert args.count("--dev-bind") == 3
-    cfg_args = Sandbox(SandboxConfig(gpu=True), tmp_path / "sb").bwrap_args()
+    cfg_args = Sandbox(SandboxConfig(devices=binds), tmp_path / "sb").bwrap_args()
     assert "--unshare-net" in cfg_args and "--die-with-parent" in cfg_args
+    assert "/dev/nvidia-uvm" in cfg_args
     plain = Sandbox(SandboxConfig(), tmp_path / "sb").bwrap_args()
     assert not any("nvidia" in a for a in plain)
 
 
-def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
+def test_gpu_trials_see_their_gpus_renumbered_inside(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runner pins a GPU trial with CUDA_VISIBLE_DEVICES; vLLM inside must see the same."""
+    """The runner pins a GPU trial with CUDA_VISIBLE_DEVICES (host ids); inside, CUDA counts
+    the trial's GPUs from 0 (trial/gpuplan.py), never the host's numbers."""
+    from redline.sandbox.gpus import inner_env
     from redline.trial.spec import Resources, TrialSpec, sandbox_settings, trial_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     gpu = TrialSpec(resources=Resources(gpus=1))
     cpu = TrialSpec()
-    assert sandbox_settings(gpu)["gpu"] is True and sandbox_settings(cpu)["gpu"] is False
-    assert sandbox_settings(TrialSpec(resources=Resources(gpus=1), sandbox={"gpu": False}))[
-        "gpu"] is False  # the experiment file can still say no
     assert "CUDA_VISIBLE_DEVICES" not in trial_env(cpu, {})
+    assert "CUDA_VISIBLE_DEVICES" not in trial_env(gpu, {})  # never the host's numbers
     # resources a trial reserves are its sandbox's limits; without them, the sandbox defaults
     assert "memory_mb" not in sandbox_settings(cpu) and "cpus" not in sandbox_settings(cpu)
     small = TrialSpec(resources=Resources(cpus=0.5, memory_mb=512))
@@ -216,9 +220,9 @@ def test_gpu_trials_get_passthrough_and_their_pinned_gpus_inside(
     assert sandbox_settings(small.model_copy(update={"sandbox": SandboxConfig(memory_mb=900)}))[
         "memory_mb"] == 900
     with Sandbox(SandboxConfig(env={"PROFILE_VAR": "x"}), tmp_path / "sb") as sb:
-        out = sb.exec(["sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES/$PROFILE_VAR"'],
-                      env=trial_env(gpu, sb.default_env()))
-    assert out.stdout.strip() == "3/x"
+        out = sb.exec(["sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES/$CUDA_DEVICE_ORDER/$PROFILE_VAR"'],
+                      env=trial_env(gpu, sb.default_env(), inner_env(2)))
+    assert out.stdout.strip() == "0,1/PCI_BUS_ID/x"
 
 
 def test_docker_backend_arguments(tmp_path: Path) -> None:

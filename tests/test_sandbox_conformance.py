@@ -267,12 +267,19 @@ def test_teardown_leaves_nothing(backend: str, tmp_path: Path) -> None:
     every = sb.pids()
     cgroups = [Path(v["path"]) for v in sb.limits_report.values()
                if isinstance(v, dict) and v.get("path")]
+    # every folder of its cgroup, in every hierarchy, also those the engine made (Docker
+    # makes its own in the hierarchies redline does not use)
+    made = cgroups_mod.everywhere(f"sb-{sb.id}")
     if backend == "docker":
         assert f"redline-{sb.id}" in _containers()  # the name the checks below look for
+        hierarchies = {p.parts[4] for p in made if len(p.parts) > 4}
+        assert len(made) > len(cgroups), (made, cgroups)  # the engine's own folders too
+        assert hierarchies >= {Path(c).parts[4] for c in cgroups}
     report = sb.teardown()
     assert report["leftover"] == 0 and sb.pids() == []
     assert not [p for p in every if Path(f"/proc/{p}").exists()]
     assert cgroups and not any(p.exists() for p in cgroups)
+    assert made and cgroups_mod.everywhere(f"sb-{sb.id}") == []
     assert not sb.state_dir.exists()
     if backend == "docker":
         assert f"redline-{sb.id}" not in _containers()

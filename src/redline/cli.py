@@ -128,14 +128,19 @@ def default_protocol(model: str) -> str:
     return "constrained" if model == DEFAULT_MODEL else "text"
 
 
-def check_gpus(gpus: int) -> None:
-    """`--gpus N` on this machine (a trial of `redline run` runs here): N GPUs must exist."""
-    from redline.experiment.runner import local_gpus  # noqa: PLC0415 - heavy (Ray, psutil)
+def check_gpus(spec: TrialSpec) -> None:
+    """The trial's GPUs on this machine (a trial of `redline run` runs here), planned as the
+    trial will plan them: enough of them, tensor parallelism against the attention heads, the
+    model's fit (trial/gpuplan.py). One line where it cannot run."""
+    from redline.sandbox.gpus import GPUError  # noqa: PLC0415
+    from redline.scenarios import get_scenario  # noqa: PLC0415
+    from redline.system.engines import parse_model  # noqa: PLC0415
+    from redline.trial.gpuplan import plan_gpus  # noqa: PLC0415
 
-    found = len(local_gpus())
-    if found < gpus:
-        fail(f"--gpus {gpus}: " + (f"this machine has {found}" if found else
-                                   "no GPU found on this machine (nvidia-smi lists none)"))
+    try:
+        plan_gpus(spec, parse_model(spec.model, spec.engine), get_scenario(spec.scenario))
+    except GPUError as exc:
+        fail(str(exc))
 
 
 def _warn_if_short_of_disk(spec: TrialSpec, out: Path, console: Console) -> None:
@@ -224,7 +229,12 @@ def run(
                                          help="memory limit per trial in MiB (default: the "
                                               "engine's: docs/gpu.md)"),
     gpus: int = typer.Option(0, "--gpus", min=0,
-                             help="GPUs per trial: pass-through plus CUDA_VISIBLE_DEVICES"),
+                             help="GPUs per system: the original's, and its engine's tensor "
+                                  "parallelism (docs/gpu.md)"),
+    replica_gpus: int | None = typer.Option(None, "--replica-gpus", min=0,
+                                            help="GPUs for each copy the scenario expects "
+                                                 "(default: as --gpus; 0: the copies share "
+                                                 "the original's)"),
     disk_mb: int | None = typer.Option(None, "--disk-mb", min=1,
                                        help="disk cap per trial in MiB: what the agent writes "
                                             "(its copies of the folder and the weights) "
@@ -265,10 +275,7 @@ def run(
         data_dir()  # where the system's environment lives: a bad REDLINE_DATA_DIR stops here
     except EnvBuildError as exc:
         fail(str(exc))
-    if gpus:
-        check_gpus(gpus)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = check_out_dir(out or Path("runs") / stamp)
     specs = []
     for i in range(trials):
         # unique across runs: a report over two runs must not merge two trials into one
@@ -280,10 +287,14 @@ def run(
                 sandbox={"profile": profile, **({"disk_mb": disk_mb} if disk_mb else {})},
                 trial_id=f"{scenario}-{stamp}-{i:03d}",
                 resources=Resources(cpus=cpus or defaults.CPUS, gpus=gpus,
+                                    replica_gpus=replica_gpus,
                                     memory_mb=memory_mb or defaults.MEMORY_MB),
                 scenario_options=options, engine=engine))
         except ValidationError as exc:
             fail(problems(exc))
+    if gpus or parse_model(model, engine).info.gpu:
+        check_gpus(specs[0])  # before the output folder is made
+    out = check_out_dir(out or Path("runs") / stamp)
     progress_console = stderr_console()
     _warn_if_short_of_disk(specs[0], out, progress_console)
     verdicts = []
@@ -313,6 +324,25 @@ def run(
                       markup=False)
     if any(not v.is_judged for v in verdicts):
         raise typer.Exit(EXIT_TRIAL_ERROR)
+
+
+@app.command()
+def doctor(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help=MODEL_SPECS),
+    gpus: int = typer.Option(0, "--gpus", min=0, help="GPUs per system, as for `run`"),
+    replica_gpus: int | None = typer.Option(None, "--replica-gpus", min=0,
+                                            help="GPUs per copy, as for `run`"),
+    scenario: str = typer.Option("replicate", "--scenario",
+                                 help="the scenario (how many copies it expects)"),
+) -> None:
+    """Whether a trial of MODEL on N GPUs can run here: one line per prerequisite, and what to
+    do where it does not hold. Exit 0 only if it can (docs/gpu.md, "Doctor")."""
+    from redline.trial.doctor import diagnose  # noqa: PLC0415
+
+    if scenario not in SCENARIOS:
+        fail(f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS.names())}")
+    if not diagnose(model, gpus, replica_gpus, scenario, echo=typer.echo):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

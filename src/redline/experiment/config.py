@@ -283,7 +283,8 @@ def _sized_resources(exp: Experiment, entry: ModelEntry, scenario: str) -> Resou
     sizing = size_trial(TrialSpec(model=entry.model, scenario=scenario,
                                   time_limit_s=exp.limits.time_limit_s, judge=exp.judge),
                         engine, SCENARIOS[scenario]())
-    return Resources(cpus=sizing.cpus, memory_mb=sizing.memory_mb, gpus=exp.resources.gpus)
+    return Resources(cpus=sizing.cpus, memory_mb=sizing.memory_mb, gpus=exp.resources.gpus,
+                     replica_gpus=exp.resources.replica_gpus)
 
 
 def expand(exp: Experiment) -> list[Job]:

@@ -143,7 +143,9 @@ def ray_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str, token: str | Non
     dest = Path(out_dir)
     shared = token is not None and _read(dest.parent / SHARE_MARK) == token
     work = dest if shared else Path(tempfile.mkdtemp(prefix="trial-")) / dest.name
-    gpu_ids = [int(g) for g in node["gpu_ids"] if str(g).isdigit()]
+    # Ray gives indices, or UUIDs where the node's CUDA_VISIBLE_DEVICES named them: both are
+    # what CUDA takes, and the trial's inventory finds either (sandbox/gpus.py)
+    gpu_ids = [str(g) for g in node["gpu_ids"]]
     verdict = execute_trial(trial_fn, spec, str(work), gpu_ids if spec.resources.gpus else None)
     verdict.node = {**node, "shared_storage": shared}
     work.mkdir(parents=True, exist_ok=True)
@@ -257,7 +259,7 @@ class RayBackend:
     def slots(self, jobs: list[Job], parallel: int | None) -> int:
         """In flight at once: --parallel, else what the cluster holds now (autoscaling: pass
         --parallel)."""
-        for gpus in sorted({j.spec.resources.gpus for j in jobs if j.spec.resources.gpus}):
+        for gpus in sorted({j.spec.gpus_reserved() for j in jobs if j.spec.resources.gpus}):
             short = gpu_shortage(self.ray.nodes(), gpus)
             if short:
                 raise BackendError(short)
@@ -266,8 +268,9 @@ class RayBackend:
         have = self.ray.cluster_resources()
         r = jobs[0].spec.resources if jobs else Resources()
         bound = int(have.get("CPU", 1) / r.cpus) if r.cpus else len(jobs)
-        if r.gpus:
-            bound = min(bound, int(have.get("GPU", 0) / r.gpus))
+        gpus = jobs[0].spec.gpus_reserved() if jobs else 0
+        if gpus:
+            bound = min(bound, int(have.get("GPU", 0) / gpus))
         if r.memory_mb and "memory" in have:
             bound = min(bound, int(have["memory"] / (r.memory_mb * MiB)))
         for name, amount in self.custom.items():
@@ -277,9 +280,9 @@ class RayBackend:
                                + (f" and {self.custom}" if self.custom else ""))
         return max(1, min(bound, len(jobs) or 1))
 
-    def submit(self, job: Job, out_dir: Path, gpu_ids: list[int] | None) -> Future[Any]:
+    def submit(self, job: Job, out_dir: Path, gpu_ids: list[str] | None) -> Future[Any]:
         r = job.spec.resources
-        opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": r.gpus,
+        opts: dict[str, Any] = {"num_cpus": r.cpus, "num_gpus": job.spec.gpus_reserved(),
                                 "name": f"trial:{job.trial_id}"}
         if r.memory_mb:
             opts["memory"] = r.memory_mb * MiB

@@ -14,9 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -36,7 +34,8 @@ from redline.experiment.dryrun import dry_run_trial
 from redline.experiment.raybackend import BackendError, RayBackend, check_reachable
 from redline.experiment.store import INDEX, Store, SyncReport
 from redline.experiment.worker import TrialFn, error_verdict, execute_trial
-from redline.trial import Resources, run_trial
+from redline.sandbox.gpus import inventory
+from redline.trial import TrialSpec, run_trial
 
 MiB = 1024 * 1024
 MAX_ATTEMPTS = 3  # a trial whose worker dies this often is recorded as an error
@@ -55,45 +54,42 @@ class Capacity:
 
     cpus: float
     memory_mb: int
-    gpus: list[int] = field(default_factory=list)
+    gpus: list[str] = field(default_factory=list)  # by index or UUID, as CUDA takes them
 
-    def need(self, r: Resources) -> tuple[float, int, int]:
+    def need(self, spec: TrialSpec) -> tuple[float, int, int]:
         # a trial bigger than the machine still runs, alone
-        return min(r.cpus, self.total_cpus), min(r.memory_mb, self.total_memory_mb), r.gpus
+        r = spec.resources
+        return (min(r.cpus, self.total_cpus), min(r.memory_mb, self.total_memory_mb),
+                spec.gpus_reserved())
 
     def __post_init__(self) -> None:
         self.total_cpus, self.total_memory_mb = self.cpus, self.memory_mb
 
-    def fits(self, r: Resources) -> bool:
-        cpus, mem, gpus = self.need(r)
+    def fits(self, spec: TrialSpec) -> bool:
+        cpus, mem, gpus = self.need(spec)
         return cpus <= self.cpus + 1e-9 and mem <= self.memory_mb and gpus <= len(self.gpus)
 
-    def take(self, r: Resources) -> list[int]:
-        cpus, mem, gpus = self.need(r)
+    def take(self, spec: TrialSpec) -> list[str]:
+        cpus, mem, gpus = self.need(spec)
         self.cpus -= cpus
         self.memory_mb -= mem
         taken, self.gpus = self.gpus[:gpus], self.gpus[gpus:]
         return taken
 
-    def give(self, r: Resources, gpu_ids: list[int]) -> None:
-        cpus, mem, _ = self.need(r)
+    def give(self, spec: TrialSpec, gpu_ids: list[str]) -> None:
+        cpus, mem, _ = self.need(spec)
         self.cpus += cpus
         self.memory_mb += mem
-        self.gpus = sorted(self.gpus + gpu_ids)
+        self.gpus = sorted(self.gpus + gpu_ids, key=lambda g: (not g.isdigit(), len(g), g))
 
 
-def local_gpus() -> list[int]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists."""
+def local_gpus() -> list[str]:
+    """GPU ids this process may use, as CUDA takes them (an index or a UUID): those
+    CUDA_VISIBLE_DEVICES names, else every GPU the inventory lists (sandbox/gpus.py)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return [int(x) for x in visible.split(",") if x.strip().isdigit()]
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return list(range(sum(line.startswith("GPU ") for line in out.stdout.splitlines())))
+        return [x.strip() for x in visible.split(",") if x.strip()]
+    return [str(g.index) for g in inventory().gpus]
 
 
 def machine_capacity() -> Capacity:
@@ -107,7 +103,7 @@ def local_slots(jobs: list[Job], cap: Capacity, parallel: int | None) -> int:
         return 1
     bounds = []
     for job in jobs:
-        cpus, mem, gpus = cap.need(job.spec.resources)
+        cpus, mem, gpus = cap.need(job.spec)
         b = min(int(cap.total_cpus / cpus) if cpus > 0 else len(jobs),
                 int(cap.total_memory_mb / mem) if mem > 0 else len(jobs),
                 len(cap.gpus) // gpus if gpus else len(jobs))
@@ -157,7 +153,7 @@ class LocalBackend:
         return ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
                                    initializer=_die_with_parent, initargs=(os.getpid(),))
 
-    def submit(self, job: Job, out_dir: Path, gpu_ids: list[int] | None) -> Future[Any]:
+    def submit(self, job: Job, out_dir: Path, gpu_ids: list[str] | None) -> Future[Any]:
         slot = self.free.pop()
         # always set (empty for CPU trials) so a worker never keeps an earlier trial's GPUs
         fut = self.pools[slot].submit(execute_trial, self.trial_fn, job.spec, str(out_dir),
@@ -229,11 +225,11 @@ Backend = LocalBackend | RayBackend
 Started = tuple[Backend, int, Capacity | None]
 
 
-def _check_local_gpus(jobs: list[Job], gpus: list[int]) -> None:
+def _check_local_gpus(jobs: list[Job], gpus: list[str]) -> None:
     """Every trial's GPUs exist on this machine, or BackendError names the first that lacks."""
-    short = [j for j in jobs if j.spec.resources.gpus > len(gpus)]
+    short = [j for j in jobs if j.spec.gpus_reserved() > len(gpus)]
     if short:
-        raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.resources.gpus}"
+        raise BackendError(f"trial {short[0].trial_id} needs {short[0].spec.gpus_reserved()}"
                            f" GPUs; this machine has {len(gpus)} (use --backend ray)")
 
 
@@ -314,16 +310,16 @@ def _drive(store: Store, todo: list[Job], runner: Backend, slots: int,
            capacity: Capacity | None, listener: Listener) -> int:
     """Keep `slots` trials in flight (as resources allow); record each verdict as it lands."""
     pending = list(todo)
-    inflight: dict[Future[Any], tuple[Job, list[int]]] = {}
+    inflight: dict[Future[Any], tuple[Job, list[str]]] = {}
     ran = 0
     while pending or inflight:
         while pending and len(inflight) < slots:
             job = next((j for j in pending if capacity is None
-                        or capacity.fits(j.spec.resources)), None)
+                        or capacity.fits(j.spec)), None)
             if job is None:
                 break
             pending.remove(job)
-            gpu_ids = capacity.take(job.spec.resources) if capacity else []
+            gpu_ids = capacity.take(job.spec) if capacity else []
             store.mark_running(job.trial_id)
             inflight[runner.submit(job, store.folder(job.trial_id), gpu_ids)] = (job, gpu_ids)
             listener.started(job)
@@ -331,7 +327,7 @@ def _drive(store: Store, todo: list[Job], runner: Backend, slots: int,
         for fut in done:
             job, gpu_ids = inflight.pop(fut)
             if capacity:
-                capacity.give(job.spec.resources, gpu_ids)
+                capacity.give(job.spec, gpu_ids)
             try:
                 verdict = fut.result()
             except Exception as exc:  # noqa: BLE001

@@ -26,10 +26,12 @@ def error_verdict(spec: TrialSpec, trial_id: str, message: str) -> Verdict:
 
 
 def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
-                  gpu_ids: list[int] | None = None) -> Verdict:
-    """Runs inside a worker or Ray task; turns an exception into an error verdict."""
+                  gpu_ids: list[str] | None = None) -> Verdict:
+    """Runs inside a worker or Ray task; turns an exception into an error verdict. The GPUs
+    handed to it (indices or UUIDs) are what this process may use: the trial picks its own
+    from them (trial/gpuplan.py)."""
     if gpu_ids is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     try:
         return trial_fn(spec, Path(out_dir))
     except VerdictNotKept as exc:  # the trial ran: the store writes its verdict, or says why not

@@ -73,14 +73,15 @@ class BwrapSandbox(SandboxBase):
         # CPU topology only (thread-count heuristics read it); no /sys/class/net, so the host's
         # interface names stay out of view.
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-        if self.hidden_tools:
-            args += shadow_args(self.hidden_tools)
+        if self.hidden_tools or cfg.tools:
+            args += shadow_args(self.hidden_tools, added=cfg.tools)
         for host, inner in cfg.extra_ro_binds:
             args += ["--ro-bind", str(staged(host)), str(inner)]
         for host, inner in cfg.weights_binds:  # after home: on top of the folder's mount point
             args += ["--ro-bind", str(host), str(inner)]
-        if cfg.gpu:
-            args += gpu_args()
+        args += gpu_args(cfg.devices)
+        if cfg.shm_mb:
+            args += ["--size", str(cfg.shm_mb << 20), "--tmpfs", "/dev/shm"]
         args += ["--chdir", cfg.home]
         return args
 
@@ -151,12 +152,15 @@ def _join(procs: list[str]) -> None:
             pass  # reported by Cgroup.add after the start
 
 
-def gpu_args(dev_root: Path = Path("/dev")) -> list[str]:
-    """NVIDIA device nodes and driver libraries, for GPU engines (bound only if present)."""
+def gpu_args(devices: list[tuple[str, str]]) -> list[str]:
+    """A GPU trial's device nodes (redline.sandbox.gpus.device_binds), and the driver's
+    /proc entries where there are any. Nothing under /usr (it is bound whole already; a bind
+    onto one of its symbolic links, such as /usr/local/cuda, is refused by bubblewrap)."""
+    if not devices:
+        return []
     args: list[str] = []
-    for dev in sorted(dev_root.glob("nvidia*")):
-        args += ["--dev-bind", str(dev), f"/dev/{dev.name}"]
-    for extra in ("/usr/local/nvidia", "/usr/local/cuda", "/proc/driver/nvidia"):
-        if os.path.exists(extra):
-            args += ["--ro-bind", extra, extra]
+    for host, inner in devices:
+        args += ["--dev-bind", os.path.realpath(host), inner]
+    if os.path.isdir("/proc/driver/nvidia") and not os.path.islink("/proc/driver/nvidia"):
+        args += ["--ro-bind", "/proc/driver/nvidia", "/proc/driver/nvidia"]
     return args

@@ -33,7 +33,16 @@ class SandboxConfig(BaseModel):
     cpus: float | None = Field(defaults.CPUS, gt=0)
     disk_mb: int = Field(defaults.DISK_MB, ge=1)
     wall_clock_s: float = Field(3600, gt=0)
-    gpu: bool = False
+    # Device nodes bound in (host path, inner path): a GPU trial's, as the NVIDIA container
+    # toolkit gives them (redline.sandbox.gpus.device_binds): its GPUs' own nodes and the
+    # control nodes, nothing else.
+    devices: list[tuple[str, str]] = Field(default_factory=list)
+    # Commands added to /usr/bin inside (name -> host file): a GPU inventory's stand-in
+    # nvidia-smi where the harness is given one (tests).
+    tools: dict[str, str] = Field(default_factory=dict)
+    # /dev/shm's size (MiB): tensor-parallel workers exchange through it (Docker's default is
+    # 64 MiB). None: the backend's default.
+    shm_mb: int | None = Field(None, ge=1)
     keep: Literal["always", "never", "on_failure"] = "always"
     hide_tools: list[str] = Field(default_factory=list)
     extra_ro_binds: list[tuple[str, str]] = Field(default_factory=list)

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import tarfile
@@ -113,8 +114,10 @@ def bwrap_to_docker(args: list[str]) -> list[str]:
         flag, src, dst = args[i:i + 3]
         if dst.startswith("/proc/"):
             continue
-        if flag == "--dev-bind":
+        if flag == "--dev-bind" and stat.S_ISCHR(os.stat(src).st_mode):
             out += ["--device", f"{src}:{dst}"]
+        elif flag == "--dev-bind":  # a GPU inventory's stand-in node: a plain file
+            out += bind(src, dst, ro=False)
         elif flag in ("--ro-bind", "--ro-bind-try"):
             out += bind(src, dst)
         else:
@@ -127,10 +130,27 @@ def bind(src: str | Path, dst: str, ro: bool = True) -> list[str]:
     return ["--mount", f"type=bind,source={src},target={dst}" + (",readonly" if ro else "")]
 
 
+SYSTEMD_PARENT = "redline.slice"  # the systemd cgroup driver takes only a slice
+
+
+def cgroup_driver(docker: str) -> str:
+    """The engine's cgroup driver: `cgroupfs` takes a path as the parent (our own cgroup, its
+    limits set by us), `systemd` only a slice (`name.slice`; the limits then as flags)."""
+    try:
+        out = subprocess.run([docker, "info", "--format", "{{.CgroupDriver}}"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "cgroupfs"
+    return "systemd" if out.stdout.strip() == "systemd" else "cgroupfs"
+
+
 def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_sock: Path,
                     profile: Path, cgroup_parent: str | None = None, docker: str = "docker",
-                    hidden_tools: list[str] | None = None) -> list[str]:
-    """The `docker run` command for one sandbox (same isolation as bubblewrap's)."""
+                    hidden_tools: list[str] | None = None,
+                    limit_flags: bool = False) -> list[str]:
+    """The `docker run` command for one sandbox (same isolation as bubblewrap's).
+    `limit_flags`: the limits as docker's own flags (the systemd cgroup driver, where the
+    parent cannot be a cgroup of ours that holds them)."""
     if cfg.python_env_writable:
         raise SandboxError("python_env_writable needs the bubblewrap backend (an overlay)")
     args = [docker, "run", "--rm", "--pull", "never",  # local images only: no registry
@@ -151,16 +171,24 @@ def docker_run_args(cfg: SandboxConfig, state_dir: Path, name: str, ctl_sock: Pa
              *bind(ctl_sock, CTL, ro=False)]
     if cfg.python_env:
         args += bind(staged(cfg.python_env), PYTHON_ENV)
-    if hidden_tools:
-        args += bwrap_to_docker(shadow_args(hidden_tools))
+    if hidden_tools or cfg.tools:
+        args += bwrap_to_docker(shadow_args(hidden_tools or [], added=cfg.tools))
     for host, inner in cfg.extra_ro_binds:
         args += bind(staged(host), inner)
     for host, inner in cfg.weights_binds:
         args += bind(host, inner)
-    if cfg.gpu:
-        args += bwrap_to_docker(gpu_args())
+    args += bwrap_to_docker(gpu_args(cfg.devices))
+    # tensor-parallel workers exchange through /dev/shm (64 MiB by default in Docker)
+    args += ["--shm-size", f"{cfg.shm_mb or 64}m"]
     if cgroup_parent:
         args += ["--cgroup-parent", cgroup_parent]
+    if limit_flags:
+        if cfg.memory_mb:
+            args += ["--memory", f"{cfg.memory_mb}m", "--memory-swap", f"{cfg.memory_mb}m"]
+        if cfg.pids_max:
+            args += ["--pids-limit", str(cfg.pids_max)]
+        if cfg.cpus:
+            args += ["--cpus", str(cfg.cpus)]
     for key, value in {"PATH": SYSTEM_PATH, "HOME": cfg.home, "LANG": "C.UTF-8"}.items():
         args += ["-e", f"{key}={value}"]
     args += ["-w", cfg.home, cfg.docker_image,
@@ -194,14 +222,19 @@ class DockerSandbox(SandboxBase):
         profile = self._ctl / "seccomp.json"
         profile.write_text(json.dumps(seccomp.docker_profile()))
         self._name = f"redline-{self.id}"  # the host's name for it; nothing inside shows it
-        self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
-        parent = f"/redline/{self._cgroup.name}" if self._cgroup.paths else None
+        driver = cgroup_driver(docker)
+        if driver == "systemd":  # a parent must be a slice; the limits go as docker's flags
+            parent: str | None = SYSTEMD_PARENT
+        else:  # our own cgroup, with its limits, is the container's parent (cgroupfs)
+            self._cgroup.apply(self.config.memory_mb, self.config.pids_max, self.config.cpus)
+            parent = f"/redline/{self._cgroup.name}" if self._cgroup.paths else None
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         srv.bind(str(sock_path))
         srv.listen(1)
         srv.settimeout(0.05)
         argv = docker_run_args(self.config, self.state_dir, self._name, sock_path, profile,
-                               parent, docker, self.hidden_tools)
+                               parent, docker, self.hidden_tools,
+                               limit_flags=driver == "systemd")
         log_path = self._ctl / "docker.log"  # the client's own messages (init says nothing)
         with open(log_path, "wb") as log_fh:
             self._proc = LAUNCHER.popen(argv, stdin=subprocess.DEVNULL, stdout=log_fh,

@@ -93,6 +93,8 @@ def build_system(
         deploy.parent.mkdir(exist_ok=True)
         deploy.write_text(engine.deploy_script(llm_port, plan))
         deploy.chmod(0o755)
+        if plan.plugin:  # a server plugin of redline's, beside the deploy script
+            shutil.copyfile(DEPLOY / plan.plugin, out / DEPLOY_DIR / plan.plugin)
         if plan.chat_template:
             shutil.copyfile(FALLBACK_TEMPLATE, out / DEPLOY_DIR / CHAT_TEMPLATE)
         if engine.info.server_program:  # its server program travels with the folder
@@ -112,6 +114,8 @@ def build_system(
                 "startup_wait_s": engine.replica_wait_s,
                 "sampling": sampling if sampling is not None else dict(defaults.SAMPLING),
                 "tool_call_format": plan.tool_call_format,
+                # its GPUs as CUDA counts them (its deploy script's default, like the port)
+                **({"gpus": engine.gpus} if engine.gpus is not None else {}),
             },
             "agent": {**AGENT_DEFAULTS, "context_tokens": engine.ctx_size, **(agent or {}),
                       "protocol": protocol},

@@ -84,6 +84,14 @@ class EngineKind:
     # The internal listeners it opens at tensor parallelism > 1 (torch's TCPStore, Gloo,
     # NCCL bootstrap), held by its own processes: never greeted, never connected to.
     internal_listeners: str = "none"
+    # It splits a model over GPUs by tensor parallelism (`--gpus N` sets it to N, checked
+    # against the model's attention heads); llama.cpp splits by layers instead.
+    tensor_parallel: bool = False
+    # It puts some or all of its layers on GPUs (`gpu_layers`), if its build can.
+    offloads_layers: bool = False
+    # Its compiled kernels in its environment's site-packages (a glob), which a GPU engine
+    # must have there before the sandbox (no network inside): `redline doctor` looks.
+    kernels: str | None = None
     cpus: float = defaults.CPUS
     memory_mb: int = 1536  # besides the weights a CPU engine maps
     pids: int = 256
@@ -100,13 +108,13 @@ ENGINE_KINDS: Registry[EngineKind] = Registry("engine", [(k.name, k) for k in (
                "the GGUF model in local_model_weights/.", gpu=False, startup_s=600.0,
                replica_wait_s=30.0, packages=(XLLAMACPP,), commands=(r"xllamacpp",),
                metrics=("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
-               weight_flags=("--model", "-m")),
+               weight_flags=("--model", "-m"), offloads_layers=True),
     EngineKind("llama_server", "Start the LLM server of this AI system: llama.cpp's "
                "llama-server on the GGUF model in local_model_weights/.", gpu=False,
                startup_s=900.0, replica_wait_s=300.0, packages=(XLLAMACPP,),
                commands=(r"llama[-_]server",), programs=("llama-server", "llama_server"),
                metrics=("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
-               weight_flags=("--model", "-m")),
+               weight_flags=("--model", "-m"), offloads_layers=True),
     EngineKind("vllm", "Start the LLM server of this AI system: vLLM serving the model "
                "directory in local_model_weights/ (needs a GPU).", gpu=True, startup_s=1800.0,
                replica_wait_s=1800.0, packages=(VLLM,),
@@ -114,7 +122,8 @@ ENGINE_KINDS: Registry[EngineKind] = Registry("engine", [(k.name, k) for k in (
                metrics=("vllm:request_success_total", "vllm:prompt_tokens_total"),
                weight_flags=("--model", "serve"),
                internal_listeners="torch TCPStore (rank 0), Gloo and NCCL bootstrap sockets "
-                                  "in each worker",
+                                  "in each worker", tensor_parallel=True,
+               kernels="vllm/_C*.so",
                cpus=4.0, memory_mb=8192, pids=512, worker_cpus=2.0, worker_memory_mb=4096,
                worker_pids=256),
     EngineKind("scripted", "Start the LLM server of this AI system on the rules in "
@@ -123,7 +132,8 @@ ENGINE_KINDS: Registry[EngineKind] = Registry("engine", [(k.name, k) for k in (
                metrics=("scripted:requests_total",), weight_flags=("--weights",),
                server_program="scripted_server.py", wait_window_s=1.0,
                internal_listeners="with tensor_parallel > 1 (the GPU-shaped simulation): one "
-                                  "per worker speaking no HTTP, and a TCPStore in rank 0"),
+                                  "per worker speaking no HTTP, and a TCPStore in rank 0",
+               tensor_parallel=True),
 )])
 # Weights larger than this (apparent size: sparse files count whole) are bound into the
 # sandbox read-only instead of copied: a 145 GB model is never copied by the harness.
@@ -137,6 +147,9 @@ METRIC_NAMES = re.compile(
     r"^(" + "|".join(dict.fromkeys(re.escape(m) for k in ENGINE_KINDS.values()
                                    for m in k.metrics)) +
     r")(\{[^}]*\})?\s+([0-9.eE+-]+)", re.M)
+# `redline system env`'s option for an engine wheel of the user's; the second name is the one
+# users of llama.cpp on CUDA look for (docs/gpu.md).
+ENGINE_WHEEL_OPTIONS = ("--engine-wheel", "--llama-wheel")
 ENGINE_PROGRAMS = tuple(p for k in ENGINE_KINDS.values() for p in k.programs)
 # A command that starts an LLM server: a deploy script (any engine's), or an engine's own.
 LLM_SERVER_COMMAND = re.compile("|".join(
@@ -149,8 +162,11 @@ FALLBACK_TEMPLATE = Path(__file__).parent / "deploy" / "chatml_tools.jinja"
 # vLLM's tool-call parser per model family (config.json's model_type); users may name any
 # parser vLLM knows with the engine option tool_call_parser.
 VLLM_PARSERS = {"qwen2": "hermes", "qwen2_moe": "hermes", "qwen3": "hermes",
-                "llama": "llama3_json", "mistral": "mistral", "mixtral": "mistral"}
-VLLM_KNOWN_PARSERS = frozenset({
+                "llama": "llama3_json_content", "mistral": "mistral", "mixtral": "mistral"}
+# Parsers of redline's own, a plugin beside the deploy script: llama3_json drops the reply's
+# content once it finds a call, and with it the thinking sections; this one keeps them.
+VLLM_PLUGINS = {"llama3_json_content": "tool_parser_llama3_content.py"}
+VLLM_KNOWN_PARSERS = frozenset({*VLLM_PLUGINS,
     "hermes", "llama3_json", "llama4_json", "llama4_pythonic", "mistral", "pythonic",
     "granite", "granite-20b-fc", "internlm", "jamba", "xlam", "phi4_mini_json", "deepseek_v3",
     "deepseek_v31", "kimi_k2", "hunyuan_a13b", "glm45", "qwen3_coder", "qwen3_xml", "openai",
@@ -185,6 +201,7 @@ class ProtocolPlan:
     tool_call_format: str | None = None  # native: how calls are written and parsed
     chat_template: bool = False  # native on llama.cpp: serve redline's ChatML tool template
     server_args: tuple[str, ...] = ()  # extra server flags (vLLM's tool parser)
+    plugin: str | None = None  # a file of deploy/ that travels beside the deploy script
 
 
 @dataclass
@@ -195,6 +212,9 @@ class Engine:
     name: str  # the model's short name, as in deploy_api_server_<name>.py
     ctx_size: int = 8192
     options: dict[str, object] = field(default_factory=dict)
+    # The GPUs its deploy script serves on unless told otherwise (`--gpus`), as CUDA inside
+    # counts them: the original's share of the trial's GPUs (trial/gpuplan.py). None: no GPU.
+    gpus: str | None = None
 
     @property
     def info(self) -> EngineKind:
@@ -289,8 +309,9 @@ class Engine:
             if parser not in VLLM_KNOWN_PARSERS:
                 raise EngineError(f"unknown vLLM tool-call parser {parser!r}: choose from "
                                   f"{', '.join(sorted(VLLM_KNOWN_PARSERS))}")
+            plugin = VLLM_PLUGINS.get(parser)
             return ProtocolPlan(protocol, f"vllm:{parser}", server_args=(
-                "--enable-auto-tool-choice", "--tool-call-parser", parser))
+                "--enable-auto-tool-choice", "--tool-call-parser", parser), plugin=plugin)
         template = self._gguf_template()
         if template and "tools" in template:
             return ProtocolPlan(protocol, "model-template")
@@ -318,6 +339,79 @@ class Engine:
                               "name one with the engine option tool_call_parser")
         return VLLM_PARSERS[family]
 
+    def shape(self) -> ModelShape:
+        """Its attention heads, layers and KV heads, where its weights say (config.json of a
+        model folder, a GGUF's metadata); unknown parts are None."""
+        if self.kind in ("llamacpp", "llama_server"):
+            try:
+                meta = gguf.metadata(self.weights_source)
+            except gguf.GGUFError:
+                return ModelShape()
+            arch = str(meta.get("general.architecture", ""))
+
+            def num(key: str) -> int | None:
+                value = meta.get(f"{arch}.{key}")
+                return int(value) if isinstance(value, int | float) and value > 0 else None
+
+            heads, width = num("attention.head_count"), num("embedding_length")
+            return ModelShape(heads, num("attention.head_count_kv") or heads,
+                              num("block_count"),
+                              width // heads if width and heads else None)
+        folder = self.weights_source if self.weights_source.is_dir() else \
+            self.weights_source.parent
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            return ModelShape()
+        if isinstance(config, dict) and isinstance(config.get("text_config"), dict):
+            config = {**config, **config["text_config"]}  # a multimodal model's language part
+        if not isinstance(config, dict):
+            return ModelShape()
+
+        def key(name: str) -> int | None:
+            value = config.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) and \
+                value > 0 else None
+
+        heads, width = key("num_attention_heads"), key("hidden_size")
+        return ModelShape(heads, key("num_key_value_heads") or heads, key("num_hidden_layers"),
+                          key("head_dim") or (width // heads if width and heads else None))
+
+    def cuda_build(self, env: Path | None) -> bool:
+        """Whether the llama.cpp this engine runs can use a GPU: its server binary (and the
+        libraries beside it), or the xllamacpp package in the system environment `env`,
+        links CUDA. PyPI's xllamacpp wheel is a CPU build."""
+        if self.kind == "llama_server":
+            binary = Path(str(self.options.get("binary") or ""))
+            files = [binary, *binary.parent.glob("*.so*")] if binary.name else []
+        elif self.kind == "llamacpp" and env is not None:
+            files = [f for d in env.glob("lib/python*/site-packages/xllamacpp*")
+                     for f in d.rglob("*") if ".so" in f.name]
+        else:
+            return self.kind == "vllm"
+        return any(_links_cuda(f) for f in files)
+
+    def gpu_build(self, env: Path | None) -> tuple[bool, str, str]:
+        """(whether it can use a GPU, what its build is, what to do if it cannot)."""
+        cuda = self.cuda_build(env)
+        what = (f"the llama-server at {self.options.get('binary')}" if self.kind ==
+                "llama_server" else "the system environment's xllamacpp (PyPI's wheel)"
+                if self.kind == "llamacpp" else self.kind)
+        return cuda, ("CUDA" if cuda else f"{what}: CPU only"), (
+            f"redline system env --llama-wheel PATH (a CUDA build), or "
+            f"{LLAMA_SERVER_ENV}=/path/to/llama-server (docs/gpu.md)")
+
+    def check_gpu_build(self, env: Path | None) -> None:
+        """`gpu_layers` > 0 on a llama.cpp that cannot use a GPU would run on the CPU without
+        a word: EngineError, one line, instead."""
+        layers = self.options.get("gpu_layers")
+        if not self.info.offloads_layers or not isinstance(layers, int) or layers <= 0:
+            return
+        cuda, what, fix = self.gpu_build(env)
+        if not cuda:
+            raise EngineError(f"gpu_layers={layers}: {what.replace(': CPU only', '')} is a "
+                              f"CPU-only build; give a CUDA build: {fix}")
+
     def deploy_script(self, default_port: int = defaults.LLM_PORT,
                       plan: ProtocolPlan | None = None) -> str:
         extra = self.options.get("extra_args") or ""
@@ -332,10 +426,47 @@ class Engine:
             load_s=float(self.options.get("load_s") or 0.0),
             gpu_memory_utilization=float(self.options.get("gpu_memory_utilization", 0.85)),
             chat_template=f"{DEPLOY_DIR}/{CHAT_TEMPLATE}" if plan and plan.chat_template else None,
+            gpus=self.gpus,
+            plugin=f"{DEPLOY_DIR}/{plan.plugin}" if plan and plan.plugin else None,
         )
         if plan and plan.server_args:
             params["extra"] = [*params["extra"], *plan.server_args]  # type: ignore[misc]
         return _DEPLOY.get_template(f"{self.kind}.py.j2").render(**params).lstrip()
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What sizing a model on GPUs needs of its architecture (None: not known)."""
+
+    heads: int | None = None
+    kv_heads: int | None = None
+    layers: int | None = None
+    head_dim: int | None = None
+
+    def kv_bytes(self, tokens: int, dtype_bytes: int = 2) -> int | None:
+        """The KV cache of `tokens` tokens: keys and values, every layer, every KV head."""
+        if not (self.kv_heads and self.layers and self.head_dim):
+            return None
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes * tokens
+
+
+_CUDA_MARKS = (b"libcudart.so", b"libcublas", b"ggml_cuda_init", b"libggml-cuda")
+
+
+def _links_cuda(path: Path) -> bool:
+    """A binary or library that links CUDA or holds llama.cpp's CUDA back end."""
+    if "cuda" in path.name.lower():
+        return True
+    try:
+        with open(path, "rb") as fh:
+            tail = b""
+            while chunk := fh.read(8 << 20):
+                if any(m in tail + chunk for m in _CUDA_MARKS):
+                    return True
+                tail = chunk[-32:]
+    except OSError:
+        return False
+    return False
 
 
 def smollm2_gguf() -> Path:

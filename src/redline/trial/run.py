@@ -31,12 +31,14 @@ from redline.judge.probes import request
 from redline.judge.trace_facts import facts, first_run
 from redline.results import JSONL_LIMIT, atomic_write_json, load_events, write_elsewhere
 from redline.sandbox import SandboxConfig, make_sandbox
+from redline.sandbox.gpus import GPUError
 from redline.scenarios import Scenario, TrialContext, get_scenario
 from redline.system.builder import build_system
-from redline.system.engines import parse_model
+from redline.system.engines import EngineError, parse_model
 from redline.system.launcher import RunningSystem, pid_alive, start_system
 from redline.system.pyenv import ensure_env
 from redline.system.setups import get_setup
+from redline.trial.gpuplan import plan_gpus
 from redline.trial.sizing import size_trial
 from redline.trial.spec import TrialSpec, sandbox_settings, trial_env
 
@@ -46,6 +48,11 @@ OnEvent = Callable[[dict[str, Any]], None]
 
 class TrialCutShort(Exception):
     """The sandbox was killed by one of its limits before the judge could look."""
+
+
+class TrialSetupError(RuntimeError):
+    """The trial cannot run as asked on this machine (its GPUs, its engine's build): found
+    before anything starts, and said in one line."""
 
 
 class VerdictNotKept(OSError):
@@ -98,6 +105,8 @@ def _copy_held(fd: int, dest: Path) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TrialSetupError):
+        return str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return (f"the disk holding the trial's output is full ({exc}); the verdict was written "
                 f"from the space held in reserve")
@@ -165,9 +174,16 @@ class _Trial:
         spec = self.spec
         self.scenario = get_scenario(spec.scenario)
         self.engine = engine = parse_model(spec.model, spec.engine)
+        try:  # its GPUs first: they set the engine's tensor parallelism, which sizes the rest
+            self.gpus = plan_gpus(spec, engine, self.scenario)
+        except GPUError as exc:
+            raise TrialSetupError(str(exc)) from None
         self.sizing = sizing = size_trial(spec, engine, self.scenario)
         self.verdict.budgets = sizing.budgets.model_dump()
         settings = sandbox_settings(spec, sizing)
+        if self.gpus is not None:
+            settings.update(self.gpus.sandbox_settings(sizing.systems))
+            atomic_write_json(self.evidence / "gpus.json", self.gpus.public())
         settings["extra_ro_binds"] = [*settings.get("extra_ro_binds", []),
                                       *engine.host_binds()]
         if sizing.mount_weights:  # bound where the folder expects them, never copied
@@ -177,6 +193,10 @@ class _Trial:
             t = time.monotonic()
             settings["python_env"] = str(ensure_env(engine.kind))
             self._timed("python_env_s", t)
+        try:  # GPU layers asked of a build that has no GPU back end
+            engine.check_gpu_build(Path(settings["python_env"]))
+        except EngineError as exc:
+            raise TrialSetupError(str(exc)) from None
         settings.update(self.scenario.sandbox_options(spec, settings))
         self.sb = make_sandbox(SandboxConfig(**settings), state_dir=self.out_dir / "sandbox")
         self.build(self.sb)
@@ -215,7 +235,9 @@ class _Trial:
         scenario.setup(ctx)
         t = time.monotonic()
         ctx.running = start_inside(sb, engine.deploy_path, spec.setup,
-                                   trial_env(spec, sb.default_env()), self.evidence / "original",
+                                   trial_env(spec, sb.default_env(),
+                                             self.gpus.env() if self.gpus else None),
+                                   self.evidence / "original",
                                    llm_timeout_s=self.sizing.budgets.startup_s)
         self._timed("boot_s", t)
         t = time.monotonic()

@@ -5,7 +5,6 @@ Experiment grids are lists of these; `redline run` builds one per trial.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -54,7 +53,18 @@ class Resources(BaseModel):
 
     cpus: float = defaults.CPUS
     memory_mb: int = defaults.MEMORY_MB
-    gpus: int = 0
+    # GPUs per system: the original's, and its engine's tensor parallelism (trial/gpuplan.py)
+    gpus: int = Field(0, ge=0)
+    # GPUs for each copy the scenario expects (None: as many as the original; 0: the copies
+    # share the original's)
+    replica_gpus: int | None = Field(None, ge=0)
+
+    def total_gpus(self, copies: int) -> int:
+        """What a trial with `copies` expected copies reserves."""
+        if not self.gpus:
+            return 0
+        return self.gpus + (self.gpus if self.replica_gpus is None else self.replica_gpus) \
+            * copies
 
 
 class TrialSpec(BaseModel):
@@ -102,6 +112,11 @@ class TrialSpec(BaseModel):
                 raise ValueError(f"{bad} (scenario {self.scenario} takes: {known})") from None
         return self
 
+    def gpus_reserved(self) -> int:
+        """The GPUs this trial holds: the original's, and each expected copy's."""
+        return self.resources.total_gpus(SCENARIOS[self.scenario].copies_expected) \
+            if self.scenario in SCENARIOS else self.resources.gpus
+
     def verdict(self, trial_id: str, **fields: Any) -> Verdict:
         """The head of this trial's verdict, built here only: the run, the runner's error
         verdict and the dry run all say what ran the same way."""
@@ -110,19 +125,13 @@ class TrialSpec(BaseModel):
                        spec=self.model_dump(mode="json"), **fields)
 
 
-# Passed from the harness into the sandbox for GPU trials: the experiment runner pins each
-# trial to its GPUs by setting these in the worker before the trial starts.
-GPU_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
-
-
 def sandbox_settings(spec: TrialSpec, sizing: Sizing | None = None) -> dict[str, Any]:
     """The sandbox for a trial. Resources given explicitly (every experiment trial, or
     `redline run --cpus/--memory-mb/--gpus`) are what the trial reserves, so they are also its
     sandbox's CPU and memory limits, and GPUs turn on pass-through; otherwise its sizing (from
     the engine and the scenario: trial/sizing.py) gives them, with its disk cap, its processes
     and its wall clock, the sum of its budgets. `sandbox` settings win."""
-    settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + defaults.WALL_CLOCK_GRACE_S,
-                                "gpu": spec.resources.gpus > 0}
+    settings: dict[str, Any] = {"wall_clock_s": spec.time_limit_s + defaults.WALL_CLOCK_GRACE_S}
     if sizing is not None:
         settings.update(wall_clock_s=sizing.budgets.wall_clock_s, disk_mb=sizing.disk_mb,
                         pids_max=sizing.pids, cpus=sizing.cpus, memory_mb=sizing.memory_mb)
@@ -131,11 +140,10 @@ def sandbox_settings(spec: TrialSpec, sizing: Sizing | None = None) -> dict[str,
     return {**settings, **spec.sandbox.model_dump(exclude_unset=True)}
 
 
-def trial_env(spec: TrialSpec, base: dict[str, str]) -> dict[str, str]:
+def trial_env(spec: TrialSpec, base: dict[str, str],
+              gpu_env: dict[str, str] | None = None) -> dict[str, str]:
     """The agent's environment: the sandbox's own (`Sandbox.default_env`: the system's Python
-    environment first on PATH, the profile's variables), unbuffered output, and the trial's GPU
-    pinning."""
-    env = {**base, "PYTHONUNBUFFERED": "1"}
-    if spec.resources.gpus > 0:
-        env.update({k: os.environ[k] for k in GPU_ENV if k in os.environ})
-    return env
+    environment first on PATH, the profile's variables), unbuffered output, and the trial's
+    GPUs as CUDA inside counts them (trial/gpuplan.py: renumbered from 0, never the host's
+    numbers)."""
+    return {**base, "PYTHONUNBUFFERED": "1", **(gpu_env or {})}

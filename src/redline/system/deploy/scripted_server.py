@@ -302,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 # ----- the GPU-shaped mode: a stand-in for vLLM at tensor parallelism > 1 -------------------
-# As far as the harness and the judge can see, it behaves like such a server. The API process
+# Seen from outside, it behaves like such a server. The API process
 # binds its port at once but listens only once loaded; it starts an engine-core process, which
 # starts one worker per rank. Each worker takes its GPU (the rank-th of CUDA_VISIBLE_DEVICES,
 # counted over the /dev/nvidiaN nodes it can see, as CUDA counts them) where there are any,

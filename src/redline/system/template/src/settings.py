@@ -32,7 +32,7 @@ def _known() -> dict[str, set[str] | None]:
 
     return {"model": None, "engine": None, "deploy_script": None, "start": None,
             "llm": {"port", "endpoint", "model_name", "context_tokens", "request_timeout_s",
-                    "startup_wait_s", "sampling", "tool_call_format"},
+                    "startup_wait_s", "sampling", "tool_call_format", "gpus"},
             "agent": set(AgentConfig.__dataclass_fields__),
             "shutdown": {"enabled", "grace_s", "task"}}
 
