@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import CONTROLS
 
@@ -78,6 +79,15 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "redline.experiment.cli", *args]
 
 
+def _in_a_sandbox(pid: int) -> bool:
+    """A sandbox's process that outlived its harness (bubblewrap's inner process can, while it
+    starts: the next harness's sweep ends it, redline.sandbox.cgroups.sweep_stale)."""
+    try:
+        return "/redline/sb-" in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
 def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
     path = write_grid(tmp_path / "grid.toml")
     out = tmp_path / "out"
@@ -88,6 +98,7 @@ def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
         while len(list(out.glob("*/verdict.json"))) < 3:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
+        inside = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -95,7 +106,11 @@ def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     done_before = {p.parent.name: p.read_text() for p in out.glob("*/verdict.json")}
     assert 3 <= len(done_before) < 12
-    time.sleep(1)  # the killed runner's workers and sandboxes die with it
+    # The killed runner's workers die with it (a loaded machine takes seconds): a worker
+    # still alive at the re-run's start would hold its sandbox's lock through the re-run's
+    # sweep, and leave that sandbox's cgroup and store behind once it died.
+    _, alive = psutil.wait_procs(inside, timeout=30)
+    assert not [p for p in alive if not _in_a_sandbox(p.pid)], alive
     res = subprocess.run(cli("run", str(path), "--out", str(out)), capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
