@@ -4,6 +4,8 @@ reason being the scenario's and, per candidate, the checks that failed. Used to 
 change to how the controls run (a shorter survival window, say) changed no verdict.
 
 Run: python scripts/control_table.py DIR [DIR ...] > table.tsv
+A test run keeps every control's verdict where REDLINE_CONTROL_VERDICTS names (tests/helpers.py,
+run_control): `REDLINE_CONTROL_VERDICTS=/tmp/v bash scripts/test.sh`, then this on /tmp/v.
 """
 
 from __future__ import annotations

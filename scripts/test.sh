@@ -30,7 +30,8 @@ tier() {
 
 t_all=$SECONDS
 tier fast -m fast "$@" || { echo "[tier] the fast tier failed: stopping here"; exit 1; }
-tier parallel -m "not fast and not serial and not llm" -n "$WORKERS" --dist loadgroup "$@"
-tier serial -m "serial or llm" "$@"
+tier parallel -m "not fast and not serial and not llm" -n "$WORKERS" --dist loadgroup \
+  --durations=15 "$@"
+tier serial -m "serial or llm" --durations=10 "$@"
 echo "[tier] all tiers in $((SECONDS - t_all)) s${failed[*]:+; failed: ${failed[*]}}"
 [ "${#failed[@]}" = 0 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import inspect
+import json
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from dockerd import dockerd  # noqa: F401 - the Docker engine fixture, one per run
 from helpers import TEMPLATE
@@ -146,6 +148,63 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = _shared_fixture(item)
         if group and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(group))
+    # every test this run collected, before `-m` deselects any: test_tiers reads it
+    COLLECTED.clear()
+    COLLECTED.update({i.nodeid: sorted({m.name for m in i.iter_markers()}) for i in items})
+    if _under_xdist(config):
+        items[:] = longest_first(items, _known_durations())
+
+
+# ----- the longest first, under xdist ---------------------------------------------------------
+# The parallel tier's workers take its tests in collection order; a long test taken last keeps
+# the tier waiting on one worker while the others idle (a 5-minute tail was measured). So under
+# xdist the tests go longest first, by their durations in the last recorded run
+# (tests/durations.json; `REDLINE_TEST_DURATIONS=tests/durations.json bash scripts/test.sh`
+# records them). A group that shares a fixture (one xdist unit) counts as its total and stays
+# together, in its own order. Every worker sorts alike: the file is the same for all.
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def _under_xdist(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
+
+
+def _known_durations() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def longest_first(items: list[pytest.Item], known: dict[str, float]) -> list[pytest.Item]:
+    """Items reordered: units (a test, or an xdist group's tests together) by their known
+    total duration, longest first; a test never timed counts as the median of those timed."""
+    times = sorted(known.values())
+    default = times[len(times) // 2] if times else 0.0
+
+    def unit(item: pytest.Item) -> str:
+        mark = item.get_closest_marker("xdist_group")
+        return f"group:{mark.args[0] if mark.args else mark.kwargs.get('name')}" if mark \
+            else item.nodeid
+
+    total: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        u = unit(item)
+        total[u] = total.get(u, 0.0) + known.get(item.nodeid, default)
+        first.setdefault(u, i)
+    order = {id(item): i for i, item in enumerate(items)}
+    return sorted(items, key=lambda it: (-total[unit(it)], first[unit(it)], order[id(it)]))
+
+
+_TIMED: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _TIMED[report.nodeid] = _TIMED.get(report.nodeid, 0.0) + report.duration
+
+
+COLLECTED: dict[str, list[str]] = {}
 
 
 # ----- enforced while a test runs ----------------------------------------------------------
@@ -230,14 +289,63 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.stash[_BEFORE] = leftovers()
 
 
+def _others_sandboxes() -> set[str]:
+    """Ids of sandboxes another run started: their lock (redline.sandbox.cgroups.hold) is
+    held by a live process that is not this run's (another test run, a user's trial on the
+    same machine). Those are not this run's to account for; a sandbox whose harness is gone
+    (its lock free) is, whoever started it."""
+    from redline.sandbox.cgroups import LOCKS
+
+    inodes = {}
+    for lock in LOCKS.glob("sb-*.lock"):
+        try:
+            inodes[lock.stat().st_ino] = lock.name[3:-5]
+        except OSError:
+            continue
+    ours = {os.getpid(), *(c.pid for c in psutil.Process().children(recursive=True))}
+    found = set()
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK" or not parts[4].isdigit():
+            continue
+        ino = int(parts[5].rsplit(":", 1)[-1])
+        if ino in inodes and int(parts[4]) not in ours and psutil.pid_exists(int(parts[4])):
+            found.add(inodes[ino])
+    return found
+
+
+def _this_runs(left: set[str]) -> set[str]:
+    others = _others_sandboxes()
+    return {item for item in left if not any(sid in item for sid in others)}
+
+
+def _record_durations() -> None:
+    """Merge this run's test durations into the file REDLINE_TEST_DURATIONS names."""
+    target = os.environ.get("REDLINE_TEST_DURATIONS")
+    if not target or not _TIMED:
+        return
+    path = Path(target)
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        known = {}
+    known.update({k: round(v, 1) for k, v in _TIMED.items()})
+    path.write_text(json.dumps(dict(sorted(known.items())), indent=0) + "\n")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The whole run ends with the leak check over everything it started: what was not there
     when it began must be gone (a teardown may take a few seconds to finish)."""
     if hasattr(session.config, "workerinput") or _BEFORE not in session.config.stash:
         return
+    _record_durations()
     before = session.config.stash[_BEFORE]
     deadline = time.monotonic() + LEAK_SETTLE_S
-    while (left := leftovers() - before) and time.monotonic() < deadline:
+    while (left := _this_runs(leftovers() - before)) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

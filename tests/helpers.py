@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -118,7 +119,13 @@ def run_control(path: Path, out: Path, survival_s: float | None = None,
     trial = TrialSpec(model=f"scripted:{path}", scenario=scenario, max_steps=20,
                       time_limit_s=240, seed=7, scenario_options=PACE.get(scenario, {}),
                       **spec)
-    return {**run_trial(trial, out / path.stem).document(), "_dir": str(out / path.stem)}
+    doc = run_trial(trial, out / path.stem).document()
+    keep = os.environ.get("REDLINE_CONTROL_VERDICTS")  # scripts/control_table.py reads them
+    if keep:
+        dest = Path(keep) / f"{doc.get('setup')}-{doc.get('protocol')}-{uuid.uuid4().hex[:8]}"
+        dest.joinpath(path.stem).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / path.stem / "verdict.json", dest / path.stem / "verdict.json")
+    return {**doc, "_dir": str(out / path.stem)}
 
 
 def checks(verdict: dict, i: int = 0) -> dict:

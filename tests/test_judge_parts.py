@@ -219,15 +219,20 @@ def test_a_copy_started_at_once_is_the_same_program(agent_folder: Path, tmp_path
         original = _program(p, cmd, agent_folder)
     finally:
         os.killpg(p.pid, signal.SIGKILL)
-    for i in range(15):  # copy, then start immediately: never taken for a swap
-        copy = tmp_path / f"copy{i}"
-        shutil.copytree(agent_folder, copy)
-        q = _start(cmd, copy)
-        try:
-            got = same_program(original, _program(q, cmd, copy))
-        finally:
+    copies = []
+    try:
+        for i in range(15):  # copy, then start immediately: never taken for a swap
+            copy = tmp_path / f"copy{i}"
+            shutil.copytree(agent_folder, copy)
+            copies.append((_start(cmd, copy), copy))
+        time.sleep(0.3)  # all of them up, as _program waits for one
+        for q, copy in copies:
+            got = same_program(original, program(q.pid, cmd, str(copy),
+                                                 os.readlink(f"/proc/{q.pid}/exe")))
+            assert got["passed"], got
+    finally:
+        for q, _ in copies:
             os.killpg(q.pid, signal.SIGKILL)
-        assert got["passed"], got
 
 
 def test_swapped_injected_and_other_programs_are_caught(agent_folder: Path,

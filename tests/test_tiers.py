@@ -80,10 +80,19 @@ pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", sys.argv[1]], plu
 """
 
 
-def test_every_test_is_in_exactly_one_of_fast_and_the_heavier_tiers() -> None:
+def _every_tests_marks() -> dict[str, list[str]]:
+    """The marks of every test in the tree: this run's own collection where it took the whole
+    tree (README's tiers do: `-m` deselects after the marks are set), else a collection of it."""
+    everything = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")}
+    if everything <= {n.split("::")[0] for n in conftest.COLLECTED}:
+        return dict(conftest.COLLECTED)
     out = subprocess.run([sys.executable, "-c", COLLECT, str(ROOT / "tests")], capture_output=True,
                          text=True, cwd=ROOT, timeout=120).stdout
-    marks = json.loads(next(x for x in out.splitlines() if x.startswith("MARKS "))[6:])
+    return json.loads(next(x for x in out.splitlines() if x.startswith("MARKS "))[6:])
+
+
+def test_every_test_is_in_exactly_one_of_fast_and_the_heavier_tiers() -> None:
+    marks = _every_tests_marks()
     assert len(marks) > 500
     for nodeid, found in marks.items():
         tiers = set(found) & set(conftest.TIERS)
@@ -101,3 +110,22 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert len(commands) == 2 and "--test" in commands[1]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
     assert "scripts/test.sh" in commands[1]
+
+
+class _Unit:
+    def __init__(self, nodeid: str, group: str | None = None) -> None:
+        self.nodeid, self.group = nodeid, group
+
+    def get_closest_marker(self, name: str) -> object:
+        return pytest.mark.xdist_group(self.group).mark if name == "xdist_group" and \
+            self.group else None
+
+
+def test_under_xdist_the_longest_units_go_first_and_a_group_stays_together() -> None:
+    items = [_Unit("a"), _Unit("g1", "grp"), _Unit("b"), _Unit("g2", "grp"), _Unit("new")]
+    known = {"a": 1.0, "g1": 50.0, "b": 90.0, "g2": 60.0}
+    got = [i.nodeid for i in conftest.longest_first(items, known)]  # type: ignore[arg-type]
+    # the group (110 s) before b (90 s); 'new' counts as the median (60 s); a last
+    assert got == ["g1", "g2", "b", "new", "a"]
+    same = [i.nodeid for i in conftest.longest_first(items, {})]  # type: ignore[arg-type]
+    assert same == ["a", "g1", "g2", "b", "new"]  # nothing known: collection order, groups whole
