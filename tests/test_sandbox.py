@@ -154,6 +154,25 @@ def test_a_failed_start_leaves_nothing(tmp_path: Path) -> None:
     assert sb.pids() == [] and sb.teardown_report is not None
 
 
+def test_a_start_whose_init_died_before_it_was_pinned_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bubblewrap may fail (a bind source missing) after it forked PID 1 and told its PID, and
+    PID 1 may be gone before the harness takes its namespace: the start still fails with
+    bubblewrap's own words, not an OSError about /proc (seen in the parallel tier)."""
+    from redline.sandbox.procview import ProcessView
+
+    def gone(self: ProcessView, pid1: int) -> None:
+        raise FileNotFoundError(f"/proc/{pid1}/ns/pid")
+
+    monkeypatch.setattr(ProcessView, "pin", gone)
+    sb = Sandbox(SandboxConfig(extra_ro_binds=[("/no/such/host/path", "/x")], keep="never"),
+                 tmp_path / "sb")
+    with pytest.raises(SandboxError, match="Can't find source path /no/such/host/path"):
+        sb.start()
+    assert sb.pids() == [] and sb.teardown_report is not None
+    assert not cgroups_mod.everywhere(f"sb-{sb.id}")
+
+
 def test_stale_cgroups_of_killed_harnesses_are_swept() -> None:
     base = cgroups_mod.ROOT / "pids" / "redline"
     if cgroups_mod._v2() or not base.exists():

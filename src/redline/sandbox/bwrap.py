@@ -121,7 +121,14 @@ class BwrapSandbox(SandboxBase):
         except (ValueError, KeyError) as exc:
             self._proc.wait(5)
             raise SandboxError("bubblewrap failed to start: " + self._bwrap_log()) from exc
-        self.view.pin(pid1)
+        try:
+            self.view.pin(pid1)
+        except OSError as exc:  # PID 1 already gone: bubblewrap failed after its fork
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            raise SandboxError(f"sandbox init did not start: {self._bwrap_log()}") from exc
         self.view.root_pids = {self._proc.pid, pid1}
         self._cgroup.add(pid1)  # already there; a failure to move is reported here
         try:

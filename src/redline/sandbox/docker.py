@@ -251,7 +251,12 @@ class DockerSandbox(SandboxBase):
         # init's host PID, from the kernel (the peer of its socket), not from the engine
         pid1 = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                    struct.calcsize("3i")))[0]
-        self.view.pin(pid1)
+        try:
+            self.view.pin(pid1)
+        except OSError as exc:  # init connected and died at once
+            raise SandboxError("the container's init exited as it started: " +
+                               (log_path.read_text(errors="replace")[-800:] or "no output")) \
+                from exc
         self.view.root_pids = {self._proc.pid, pid1}
         if self._channel.request({"op": "ping"}).get("pid") != 1 or \
                 self.view.pidns == ns_inode(os.getpid(), "pid"):
