@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +56,29 @@ def _mounts_naming(path: str) -> list[str]:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Records every sandbox started during the test: id, state dir, namespace inodes."""
+def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Records every sandbox started during the test: id, state dir, namespace inodes. It
+    holds each namespace open until the test ends: the kernel reuses a dead namespace's inode
+    for the next one made, and with other trials running beside this one, their processes
+    would be taken for this sandbox's leftovers (seen in the parallel tier)."""
     seen: list[dict[str, Any]] = []
+    held: list[int] = []
     real_start = sandbox_mod.SandboxBase.start
 
     def start(self: sandbox_mod.SandboxBase) -> None:
         real_start(self)
+        kinds = ("pid", "net", "mnt", "ipc", "uts")
+        held.extend(os.open(f"/proc/{self.pid1}/ns/{k}", os.O_RDONLY | os.O_CLOEXEC)
+                    for k in kinds)
         seen.append({"id": self.id, "state_dir": str(self.state_dir), "store": self.store,
                      "host_pids": sorted(self.root_pids),
-                     "ns": {k: _ino(self.pid1, k) for k in ("pid", "net", "mnt", "ipc", "uts")}})
+                     "ns": {k: os.fstat(fd).st_ino for k, fd in zip(kinds, held[-5:],
+                                                                     strict=True)}})
 
     monkeypatch.setattr(sandbox_mod.SandboxBase, "start", start)
-    return seen
+    yield seen
+    for fd in held:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
