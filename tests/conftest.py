@@ -133,6 +133,7 @@ def _shared_fixture(item: pytest.Item) -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (and `-m` deselects)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         names, strings = _uses(item)
@@ -333,7 +334,8 @@ def _record_durations() -> None:
         known = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         known = {}
-    known.update({k: round(v, 1) for k, v in _TIMED.items()})
+    # xdist's loadgroup adds "@group" to a grouped test's id: the file keeps the plain id
+    known.update({k.split("@", 1)[0]: round(v, 1) for k, v in _TIMED.items()})
     path.write_text(json.dumps(dict(sorted(known.items())), indent=0) + "\n")
 
 

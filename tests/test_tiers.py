@@ -129,3 +129,16 @@ def test_under_xdist_the_longest_units_go_first_and_a_group_stays_together() -> 
     assert got == ["g1", "g2", "b", "new", "a"]
     same = [i.nodeid for i in conftest.longest_first(items, {})]  # type: ignore[arg-type]
     assert same == ["a", "g1", "g2", "b", "new"]  # nothing known: collection order, groups whole
+
+
+def test_xdist_loadgroup_can_mark_a_group_with_this_pytest(request: pytest.FixtureRequest) -> None:
+    """pytest-xdist's `--dist loadgroup` puts a group on one worker by appending "@group" to
+    each test's `_nodeid`; a pytest whose `nodeid` does not read it (pytest 9) ignores every
+    group without a word, and module fixtures run once per worker (pyproject pins pytest)."""
+    item = request.node
+    plain = item.nodeid
+    item._nodeid = plain + "@probe"  # what xdist's worker does
+    try:
+        assert item.nodeid == plain + "@probe"
+    finally:
+        item._nodeid = plain
