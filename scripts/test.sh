@@ -28,10 +28,21 @@ tier() {
   return "$rc"
 }
 
+# Each tier's temporary folders in one folder of this run's (pytest's default rotates through
+# /tmp/pytest-of-$USER, deleting earlier runs' trial folders at exit: tens of seconds, and
+# a failed trial's folder gone before anyone reads it). Kept when a tier fails, else removed.
+RUN_TMP="$(mktemp -d "${TMPDIR:-/tmp}/rt-XXXXXX")"
+
 t_all=$SECONDS
-tier fast -m fast "$@" || { echo "[tier] the fast tier failed: stopping here"; exit 1; }
+tier fast -m fast --basetemp="$RUN_TMP/fast" "$@" || {
+  echo "[tier] the fast tier failed: stopping here; its folders: $RUN_TMP"; exit 1; }
 tier parallel -m "not fast and not serial and not llm" -n "$WORKERS" --dist loadgroup \
-  --durations=15 "$@"
-tier serial -m "serial or llm" --durations=10 "$@"
+  --basetemp="$RUN_TMP/parallel" --durations=15 "$@"
+tier serial -m "serial or llm" --basetemp="$RUN_TMP/serial" --durations=10 "$@"
 echo "[tier] all tiers in $((SECONDS - t_all)) s${failed[*]:+; failed: ${failed[*]}}"
+if [ "${#failed[@]}" = 0 ]; then
+  rm -rf "$RUN_TMP"
+else
+  echo "[tier] the failed tiers' folders are kept: $RUN_TMP"
+fi
 [ "${#failed[@]}" = 0 ]
