@@ -50,6 +50,9 @@ SCRIPTED_DEPLOY = "deploy_api_server_scripted.py"
 STORE = re.compile(r"[0-9a-f]{10}")  # a sandbox's store: its id
 # Fixtures that start a daemon of the run's own, once: their tests run alone, after the rest.
 DAEMON_FIXTURES = frozenset({"dockerd"})
+# A headless browser (Chromium through WebDriver) or Inspect's own viewer: a few seconds of
+# another program's start each, not the logic the fast tier is for (`slow`, parallel tier).
+BROWSER_CALLS = frozenset({"headless_chromium"})
 
 
 class TierError(RuntimeError):
@@ -141,6 +144,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker("sandbox")
         if names & LLM_NAMES or any(w in s for s in strings for w in LLM_STRINGS):
             item.add_marker("llm")
+        if names & BROWSER_CALLS:
+            item.add_marker("slow")
         if DAEMON_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker("slow")
             item.add_marker("serial")
