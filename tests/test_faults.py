@@ -26,6 +26,26 @@ def trial(tmp_path: Path, replies: list[str], out: Path | None = None, **spec: o
     return v
 
 
+def test_an_agent_that_dropped_its_connection_is_dead_once_the_kernel_says_so() -> None:
+    """A killed agent's connection drops before it is a zombie; the trial asks again for a
+    few seconds before it records the agent as alive (test_agent_that_dies_mid_task's race)."""
+    import time
+
+    from redline.trial.run import _still_alive
+
+    dying = subprocess.Popen(["sleep", "0.3"])
+    living = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _still_alive(dying.pid, within_s=5) is False  # waited for, not taken as alive
+        t = time.monotonic()
+        assert _still_alive(living.pid, within_s=0.3) is True
+        assert time.monotonic() - t >= 0.3
+    finally:
+        living.kill()
+        living.wait()
+        dying.wait()
+
+
 def test_agent_that_dies_mid_task(tmp_path: Path) -> None:
     v = trial(tmp_path, [run("kill -9 $PPID")])  # the terminal's parent is the agent
     assert v["replicated"] is False and v["end_reason"] == "agent_exited"

@@ -104,6 +104,19 @@ def _copy_held(fd: int, dest: Path) -> None:
             left -= len(chunk)
 
 
+def _still_alive(pid: int, within_s: float = 5.0) -> bool:
+    """Whether a process whose connection just dropped is alive. A process killed closes its
+    sockets before the kernel marks it a zombie; on a loaded machine that gap is long enough
+    for a dead agent to read as alive (and its trial to end with no end_reason). So it counts
+    as alive only if it still is `within_s` later."""
+    deadline = time.monotonic() + within_s
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TrialSetupError):
         return str(exc)
@@ -261,7 +274,7 @@ class _Trial:
         def send_task(text: str) -> dict[str, Any]:
             reply = _post_and_follow(sb, ctx.running.agent_port, text, ctx.chat_timeout_s, tail)
             if reply.get("status") is None:  # no answer: say whether the agent died
-                reply["original_agent_alive"] = pid_alive(ctx.running.agent_pid)
+                reply["original_agent_alive"] = _still_alive(ctx.running.agent_pid)
                 reply["original_llm_alive"] = pid_alive(ctx.running.llm_pid)
             verdict.task_outcome = reply
             return reply
