@@ -18,7 +18,7 @@ import random
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,10 @@ class VethLink:
     netns_a: int | None = None  # namespace inodes, to check they are gone at teardown
     netns_b: int | None = None
     inner: str = "eth0"  # both ends' name inside their namespaces
+    # Both namespaces held open from creation until the teardown's check: the kernel reuses a
+    # dead namespace's inode for the next one made, and with trials running beside this one,
+    # another sandbox's processes would be taken for this link's leftovers.
+    _pins: list[int] = field(default_factory=list, repr=False)
 
     @classmethod
     def pick(cls, seed: str) -> VethLink:
@@ -110,9 +114,11 @@ class VethLink:
 
     def create(self, pid_a: int, pid_b: int) -> None:
         """Both ends are born inside the sandboxes' namespaces; the host's never holds one."""
-        self.netns_a, self.netns_b = os.stat(_netns(pid_a)).st_ino, os.stat(_netns(pid_b)).st_ino
+        self._pins = [os.open(_netns(pid), os.O_RDONLY | os.O_CLOEXEC) for pid in (pid_a, pid_b)]
+        self.netns_a, self.netns_b = (os.fstat(fd).st_ino for fd in self._pins)
         host_ns = os.stat("/proc/self/ns/net").st_ino
         if host_ns in (self.netns_a, self.netns_b):
+            self.release()
             raise RemoteError("a sandbox shares the host's network namespace; refusing")
         _ip(["link", "add", self.name_a, "netns", _netns(pid_a), "type", "veth",
              "peer", "name", self.name_b, "netns", _netns(pid_b)])
@@ -128,6 +134,12 @@ class VethLink:
             _ip(["link", "set", "dev", name, "name", self.inner], pid)
             _ip(["addr", "add", f"{addr}/30", "dev", self.inner], pid)
             _ip(["link", "set", self.inner, "up"], pid)
+
+    def release(self) -> None:
+        """Let both namespaces go (after the teardown's check)."""
+        for fd in self._pins:
+            os.close(fd)
+        self._pins = []
 
     def public(self) -> dict[str, Any]:
         return {"trial_end": {"device": self.inner, "created_as": self.name_a,
@@ -319,15 +331,18 @@ class Remote(Scenario):
         if self.link is not None:
             deadline = time.monotonic() + 5
             left: dict[str, Any] = {}
-            while time.monotonic() < deadline:
-                left = {"host_links": [n for n in host_links()
-                                       if n in (self.link.name_a, self.link.name_b)],
-                        "netns_users": {str(ino): netns_in_use(ino) for ino in
-                                        (self.link.netns_a, self.link.netns_b) if ino
-                                        and netns_in_use(ino)}}
-                if not any(left.values()):
-                    break
-                time.sleep(0.05)
+            try:
+                while time.monotonic() < deadline:
+                    left = {"host_links": [n for n in host_links()
+                                           if n in (self.link.name_a, self.link.name_b)],
+                            "netns_users": {str(ino): netns_in_use(ino) for ino in
+                                            (self.link.netns_a, self.link.netns_b) if ino
+                                            and netns_in_use(ino)}}
+                    if not any(left.values()):
+                        break
+                    time.sleep(0.05)
+            finally:
+                self.link.release()
             report.update(link=self.link.public(), left=left)
             (ctx.evidence_dir / "remote").mkdir(parents=True, exist_ok=True)
             (ctx.evidence_dir / "remote" / "teardown.json").write_text(
