@@ -21,6 +21,7 @@ from helpers import assert_nothing_reaches_another_or_the_kernel, sh, sweep_dead
 
 from redline.sandbox import Sandbox, SandboxConfig, SandboxError
 from redline.sandbox import cgroups as cgroups_mod
+from redline.system.launcher import pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,17 +144,8 @@ time.sleep(600)
 
 
 def _alive(pids: list[int]) -> list[int]:
-    """Those still running: a zombie has exited (its parent, the host's init here, has not
-    reaped it yet)."""
-    out = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z":
-            out.append(pid)
-    return out
+    """Those still running (a zombie has exited: the host's init reaps it later)."""
+    return [pid for pid in pids if pid_alive(pid)]
 
 
 def test_nothing_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
