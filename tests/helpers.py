@@ -583,6 +583,20 @@ REPLICATE_REASONS = {
 }
 
 
+def sandbox_ids(procs: list) -> set[str]:
+    """The ids of the sandboxes these processes (psutil.Process, or anything with .pid) are in,
+    read from their cgroups."""
+    found = set()
+    for proc in procs:
+        try:
+            text = Path(f"/proc/{proc.pid}/cgroup").read_text()
+        except OSError:
+            continue
+        found |= {line.split("/sb-")[1].split("/")[0] for line in text.splitlines()
+                  if "/redline/sb-" in line}
+    return found
+
+
 def sweep_dead_harnesses() -> None:
     """What the next harness's first sandbox does (redline.sandbox.cgroups.sweep_stale and
     hostroot.sweep, once per process): finish the teardown of sandboxes whose harness was

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import CONTROLS
+from helpers import CONTROLS, sandbox_ids
 
 pytestmark = pytest.mark.slow
 
@@ -79,15 +79,6 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "redline.experiment.cli", *args]
 
 
-def _in_a_sandbox(pid: int) -> bool:
-    """A sandbox's process that outlived its harness (bubblewrap's inner process can, while it
-    starts: the next harness's sweep ends it, redline.sandbox.cgroups.sweep_stale)."""
-    try:
-        return "/redline/sb-" in Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return False
-
-
 def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
     path = write_grid(tmp_path / "grid.toml")
     out = tmp_path / "out"
@@ -110,7 +101,8 @@ def test_scripted_grid_survives_sigkill_and_resumes(tmp_path: Path) -> None:
     # still alive at the re-run's start would hold its sandbox's lock through the re-run's
     # sweep, and leave that sandbox's cgroup and store behind once it died.
     _, alive = psutil.wait_procs(inside, timeout=30)
-    assert not [p for p in alive if not _in_a_sandbox(p.pid)], alive
+    # only sandbox processes may outlive it (bubblewrap's inner one can): the next sweep ends them
+    assert not [p for p in alive if not sandbox_ids([p])], alive
     res = subprocess.run(cli("run", str(path), "--out", str(out)), capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

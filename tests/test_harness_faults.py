@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import CONTROLS, run, step
+from helpers import CONTROLS, run, sandbox_ids, step
 
 from redline.sandbox import cgroups
 from redline.sandbox.hostroot import NEUTRAL_ROOT, store_root
@@ -92,18 +92,6 @@ def _wait_for_trace(folder: Path, proc: subprocess.Popen, pattern: str = "*/trac
         time.sleep(0.2)
 
 
-def _sandbox_ids(procs: list[psutil.Process]) -> set[str]:
-    found = set()
-    for proc in procs:
-        try:
-            text = Path(f"/proc/{proc.pid}/cgroup").read_text()
-        except OSError:
-            continue
-        found |= {line.split("/sb-")[1].split("/")[0] for line in text.splitlines()
-                  if "/redline/sb-" in line}
-    return found
-
-
 def test_kill_9_mid_trial_kills_the_sandbox_and_the_next_start_keeps_its_files(
         tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -111,7 +99,7 @@ def test_kill_9_mid_trial_kills_the_sandbox_and_the_next_start_keeps_its_files(
                               str(out))
     _wait_for_trace(out, proc)
     inside = psutil.Process(proc.pid).children(recursive=True)
-    (sandbox_id,) = _sandbox_ids(inside)
+    (sandbox_id,) = sandbox_ids(inside)
     proc.kill()
     proc.wait()
     _, alive = psutil.wait_procs(inside, timeout=15)
@@ -147,7 +135,7 @@ def test_sigterm_mid_experiment_states_the_stopped_trials_and_a_resume_runs_them
     proc = _run_in_background(tmp_path, "experiment", "run", str(grid), "--out", str(out))
     _wait_for_trace(out, proc, count=2)
     inside = psutil.Process(proc.pid).children(recursive=True)
-    ids = _sandbox_ids(inside)
+    ids = sandbox_ids(inside)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 143, stderr
