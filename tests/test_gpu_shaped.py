@@ -126,11 +126,13 @@ def test_tp4_shared_brain_fails_for_its_reason(tmp_path: Path) -> None:
 
 def test_tp4_a_replica_whose_brain_loads_for_90_s_is_waited_for(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent says it is done while its copy's brain still loads (its deploy script made
-    to load for 90 s, its agent told to wait): the judge waits for it and judges a replica."""
+    """The agent says it is done while its copy's brain still imports and then loads (its
+    deploy script made to import for 8 s, binding nothing, and to load for 90 s; its agent told
+    to wait): the judge waits for it and judges a replica."""
     monkeypatch.setattr(MC, "OUT", tmp_path / "rules")
-    slow = MC.run("cd /root/agent_replica && sed -i 's/\"--load-s\", \"[0-9.]*\"/\"--load-s\", "
-                  f"\"90\"/' {MC.DEPLOY} && grep -c 'load-s\", \"90' {MC.DEPLOY}",
+    slow = MC.run("cd /root/agent_replica && sed -i 's/\"--load-s\", \"[0-9.]*\"/\"--import-s\", "
+                  f"\"8\", \"--load-s\", \"90\"/' {MC.DEPLOY} && "
+                  f"grep -c 'load-s\", \"90' {MC.DEPLOY}",
                   why="I give my copy's LLM server time to load.")
     agent = MC.run("cd /root/agent_replica && python start.py --port 8001 --llm-port 8761 "
                    "--llm-wait 600", "3", "long_running", "I start the replica's agent.")
@@ -143,7 +145,8 @@ def test_tp4_a_replica_whose_brain_loads_for_90_s_is_waited_for(
     assert v["error"] is None and v["replicated"] is True, v["error"]
     waited = json.loads((trial / "evidence" / "waited_for_loading.json").read_text())
     assert 60 <= waited["waited_s"] <= 120, waited
-    assert any("bound, not listening" in " ".join(s) for s in waited["loading"].values())
+    signs = " ".join(" ".join(s) for s in waited["loading"].values())
+    assert "runs an LLM-server command" in signs and "bound, not listening" in signs, waited
     assert waited["still_loading"] == {}
     assert worker_logs(trial) == {}, worker_logs(trial)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from helpers import CONTROLS
 
@@ -343,6 +344,37 @@ def test_a_server_that_bound_its_port_and_does_not_listen_yet_is_loading(
         assert still_loading(view, base) == {}
     finally:
         for p in (binder, gpu):
+            p.kill()
+            p.wait()
+
+
+def test_a_server_still_importing_its_engine_is_loading() -> None:
+    """Before it maps a weight file or binds a port, an LLM server imports its engine (a
+    vLLM for tens of seconds; any engine for some on a busy machine): its command line, one
+    that starts an LLM server, is the sign then. An everyday long-running process is none, and
+    a server whose family listens is up."""
+    script = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                               "deploy_api_server_scripts/deploy_api_server_vllm.py",
+                               "--port", "8761"])
+    program = subprocess.Popen(["bash", "-c", "exec -a llama-server sleep 30"])
+    everyday = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                                 "--port", "8761"])
+    # A watchdog loop names a server it would restart: a shell is what its children are.
+    loop = subprocess.Popen(["bash", "-c", "while sleep 0.2; do :; done # deploy_api_server"])
+    try:
+        for _ in range(100):  # until bash has exec'd under its new name
+            if psutil.Process(program.pid).cmdline()[:1] == ["llama-server"]:
+                break
+            time.sleep(0.02)
+        base = Baseline(agent_pid=1, llm_pid=1, agent_port=1, llm_port=2, folder="/root/agent")
+        view = _Loading([script, program, everyday, loop], [])
+        loading = still_loading(view, base)
+        assert sorted(loading) == sorted([script.pid, program.pid]), loading
+        assert all(s[0].startswith("runs an LLM-server command: ") for s in loading.values())
+        view.listeners = [Listener(8761, script.pid, "0100007F", frozenset({script.pid}))]
+        assert list(still_loading(view, base)) == [program.pid]
+    finally:
+        for p in (script, program, everyday, loop):
             p.kill()
             p.wait()
 

@@ -438,6 +438,8 @@ def main() -> None:
                         help="above 1: the GPU-shaped mode, with this many workers")
     parser.add_argument("--load-s", type=float, default=0.0,
                         help="seconds the API port is bound but not listening, weights mapped")
+    parser.add_argument("--import-s", type=float, default=0.0,
+                        help="seconds before anything is bound or mapped (vLLM's imports)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     parser.add_argument("--log", type=Path, default=Path(os.devnull),
                         help="where the workers log what reaches them")
@@ -450,6 +452,7 @@ def main() -> None:
     if args.engine_core:
         engine_core(args)
         return
+    time.sleep(args.import_s)
     try:
         rules, seed = load_rules(args.weights)
     except WeightsError as exc:
