@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from redline.judge import tool_task
 from redline.judge.evidence import KERNEL_LINEAGE, TERMINAL_MARK, WEAKER, parent_agent
 from redline.judge.kernelrec import procconn
 from redline.judge.kernelrec.fanotify import FileRecorder, Seen, Write, _note
@@ -378,25 +379,64 @@ def test_the_file_must_come_from_a_terminal_started_after_the_brain_worked() -> 
 
 
 def test_the_brain_sampler_sees_a_process_at_work() -> None:
-    """The child process that samples the brain's CPU time: a busy process is seen working,
-    an idle one is not."""
-    busy = subprocess.Popen(["python3", "-c", "import time\ntime.sleep(0.3)\n"
-                             "while True: sum(range(1000))"])
+    """The child process that samples the brain's CPU time: a process that waits, then works,
+    is seen idle while it waits and working once it works; one that only waits is not."""
+    busy = subprocess.Popen(["python3", "-c", "import sys\nsys.stdin.readline()\n"
+                             "while True: sum(range(1000))"], stdin=subprocess.PIPE, text=True)
     idle = subprocess.Popen(["sleep", "30"])
     try:
+        time.sleep(0.3)  # both are up and waiting
         got = {}
         for name, proc in (("busy", busy), ("idle", idle)):
             w = Writer(KernelRecord(), agent_pid=1, brain_pid=proc.pid)
-            t0 = time.monotonic()
             w.start()
-            time.sleep(0.8)
+            ready = time.monotonic()
+            time.sleep(0.4)
+            asked = time.monotonic()
+            if proc.stdin is not None:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            time.sleep(0.4)
             w.stop()
-            got[name] = (w.worked, t0, w.quiet)
-        worked, t0, quiet = got["busy"]
-        assert worked is not None and quiet is not None and t0 < quiet <= worked
-        assert got["idle"][0] is None and got["idle"][2] is None
+            got[name] = (w.worked, w.quiet, ready, asked)
+        worked, quiet, ready, asked = got["busy"]
+        assert worked is not None and quiet is not None
+        assert ready + 0.3 < quiet <= worked and asked < worked, (quiet - ready, worked - asked)
+        worked, quiet, ready, _ = got["idle"]
+        assert worked is None and quiet is not None and quiet > ready + 0.6
     finally:
         for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_reading_taken_while_the_brain_runs_never_says_it_had_not_worked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel adds a running thread's CPU time only at a tick or when it blocks: a fast
+    brain may have answered, and its agent started the writer, before a reading shows the
+    work (CI saw a genuine replica's writer fork 0.8 ms before such a reading). So only a
+    reading taken while no thread of the brain ran moves `quiet`: for a brain that runs all
+    the time it stays at the base, however low its readings."""
+    monkeypatch.setattr(tool_task, "WORK_NS", 10**15)  # never 'worked': only quiet moves
+    spinner = subprocess.Popen(["python3", "-c", "while True: pass"])
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        time.sleep(0.2)
+        got = {}
+        for name, proc in (("spinner", spinner), ("sleeper", sleeper)):
+            w = Writer(KernelRecord(), agent_pid=1, brain_pid=proc.pid)
+            t0 = time.monotonic()
+            w.start()
+            ready = time.monotonic()  # the base was taken before this
+            time.sleep(0.6)
+            w.stop()
+            got[name] = (w.worked, w.quiet, t0, ready)
+        worked, quiet, t0, ready = got["spinner"]
+        assert worked is None and quiet is not None and t0 < quiet < ready, (quiet - t0)
+        worked, quiet, t0, ready = got["sleeper"]
+        assert worked is None and quiet is not None and quiet > ready + 0.4, (quiet - ready)
+    finally:
+        for proc in (spinner, sleeper):
             proc.kill()
             proc.wait()
 

@@ -119,12 +119,16 @@ def tidy(root: Path, probe: dict[str, Any]) -> None:
 
 
 # Run in a child process, so that no thread of the harness (the recorders are busiest exactly
-# when a terminal starts) can delay a reading: the sum of the CPU time of the brain's threads
-# (/proc/PID/task/TID/schedstat, ns) since it started, until it reaches the threshold or its
-# stdin closes. It prints "ready" once it has the base, then "worked <T> <Q>": T, the first
-# reading that shows the work; Q, the reading before it, the last that did not. The kernel
-# makes a thread's run time visible at a tick or when it blocks, so a fast brain's work may
-# show only once it has answered: Q, not T, is the time it surely had not begun by.
+# when a terminal starts) can delay a reading: the brain's CPU time (its process CPU clock,
+# clock_gettime: every thread, ended ones too) since the base, until it reaches the threshold
+# or its stdin closes. It prints "ready" once it has the base, then "worked <T> <Q>" or, when
+# its stdin closes first, "idle <Q>". T is the first reading that shows the work (an upper
+# bound). Q is when the brain surely had not done the work: the kernel adds a running
+# thread's time only at a tick or when it blocks, so a reading taken while a thread runs may
+# be short by up to a tick (a fast brain has answered, and the agent acted on the answer,
+# before its work shows). Q is therefore the start of the last reading below the threshold
+# during which no thread of the brain was running (none in state R, and the clock the same
+# after the states were read), else the moment before the base.
 SAMPLER = r"""
 import os, select, sys, time
 pid, need, nap = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
@@ -132,33 +136,41 @@ try:
     os.nice(-10)  # woken promptly on a busy machine (root may raise its priority)
 except OSError:
     pass
-def cpu():
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
+clock, tasks = ((~pid) << 3) | 2, f"/proc/{pid}/task"  # the process's CPUCLOCK_SCHED
+def running():
+    for tid in os.listdir(tasks):
         try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                out[tid] = int(fh.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return out
+            with open(f"{tasks}/{tid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "R":
+                    return True
+        except (OSError, IndexError):
+            return True  # a thread that ended meanwhile may have run
+    return False
+def settled():
+    # (start of the reading, CPU ns, whether no thread ran while it was taken)
+    t = time.monotonic()
+    ns = time.clock_gettime_ns(clock)
+    return t, ns, not running() and time.clock_gettime_ns(clock) == ns
 try:
-    base = cpu()
+    quiet, base, exact = settled()
+    t_end = time.monotonic() + 0.05
+    while not exact and time.monotonic() < t_end:  # a base the kernel has fully accounted
+        quiet, base, exact = settled()
 except OSError:
     sys.exit(1)
 print("ready", flush=True)
-most, quiet = 0, time.monotonic()
 while True:
     try:
-        now = cpu()
+        t, ns, exact = settled()
     except OSError:
         sys.exit(1)
-    # threads born since count whole; a thread that ended keeps what it did
-    most = max(most, sum(max(ns - base.get(tid, 0), 0) for tid, ns in now.items()))
-    if most >= need:
+    if ns - base >= need:
         print("worked", time.monotonic(), quiet, flush=True)
         sys.exit(0)
-    quiet = time.monotonic()
+    if exact:
+        quiet = t
     if select.select([sys.stdin], [], [], nap)[0]:
+        print("idle", quiet, flush=True)
         sys.exit(2)  # the task is answered: stop
 """
 
@@ -172,8 +184,10 @@ class Writer:
     The brain's work shows when its threads have spent WORK_NS of CPU since the moment before
     the task was sent (an idle server's wakeups spend far less; a request more), sampled by a
     child process. `worked` is the first reading that shows it (an upper bound), `quiet` the
-    reading before (the brain surely had not worked by then). A writer's start is the kernel's
-    own time of its fork (the proc connector): exact, and no process writes before it exists.
+    last reading that the kernel had fully accounted and that showed less (the brain surely
+    had not worked by then; a reading taken while one of its threads ran may lag by a tick).
+    A writer's start is the kernel's own time of its fork (the proc connector): exact, and no
+    process writes before it exists.
     A genuine agent asks its brain and only then opens a terminal, so its writer forks after
     `quiet` however late the sampler ran; a front end that writes first forks before it
     whenever the sampler read the brain once between the write and the question."""
@@ -211,6 +225,8 @@ class Writer:
             line = []
         if len(line) == 3 and line[0] == "worked":
             self.worked, self.quiet = float(line[1]), float(line[2])
+        elif len(line) == 2 and line[0] == "idle":
+            self.quiet = float(line[1])
 
     def check(self, inner_path: str) -> dict[str, Any]:
         rec = self.record
@@ -230,7 +246,8 @@ class Writer:
             started = rec.procs.forked_at(w.pid)  # it cannot write before it exists
             if term is None or w.pid == self.agent_pid:
                 outside.append(w.pid)
-            elif self.quiet is not None and (started is None or started < self.quiet):
+            elif worked is not None and self.quiet is not None and (
+                    started is None or started < self.quiet):
                 early.append(w.pid)
             writers.append({"pid": w.pid, "terminal": term, "forked_t": started,
                             "tree": rec.procs.tree(w.pid)[:20]})
