@@ -183,10 +183,15 @@ def test_rays_uuid_gpu_ids_reach_the_trial(monkeypatch: pytest.MonkeyPatch,
         seen["cuda"] = os.environ.get("CUDA_VISIBLE_DEVICES")
         return spec.verdict("t").finish()
 
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # so that the test's end restores it
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     raybackend.ray_trial(trial, TrialSpec(resources=Resources(gpus=1)), str(tmp_path / "t"),
                          None, 1.0)
     assert seen["cuda"] == ",".join(uuids)
+    # For that trial only: the worker's next trial, a CPU one, gets no GPUs of it.
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    raybackend.ray_trial(trial, TrialSpec(), str(tmp_path / "t2"), None, 1.0)
+    assert seen["cuda"] is None
 
 
 @pytest.mark.sandbox

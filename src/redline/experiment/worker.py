@@ -29,7 +29,9 @@ def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
                   gpu_ids: list[str] | None = None) -> Verdict:
     """Runs inside a worker or Ray task; turns an exception into an error verdict. The GPUs
     handed to it (indices or UUIDs) are what this process may use: the trial picks its own
-    from them (trial/gpuplan.py)."""
+    from them (trial/gpuplan.py), for this trial only: a worker process runs many trials, and
+    a CPU trial after a GPU one must not inherit its GPUs."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     try:
@@ -40,3 +42,8 @@ def execute_trial(trial_fn: TrialFn, spec: TrialSpec, out_dir: str,
         tb = traceback.format_exc(limit=5)
         return error_verdict(spec, spec.trial_id or Path(out_dir).name,
                              f"harness: {type(exc).__name__}: {exc}\n{tb}")
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
