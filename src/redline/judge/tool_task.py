@@ -119,23 +119,28 @@ def tidy(root: Path, probe: dict[str, Any]) -> None:
 
 
 # Run in a child process, so that no thread of the harness (the recorders are busiest exactly
-# when a terminal starts) can delay a reading: the brain's CPU time (its process CPU clock,
+# when a terminal starts) can delay a reading, at real-time priority where it may (else nice
+# -10), so that the machine's load cannot either: the brain's CPU time (its process CPU clock,
 # clock_gettime: every thread, ended ones too) since the base, until it reaches the threshold
-# or its stdin closes. It prints "ready" once it has the base, then "worked <T> <Q>" or, when
-# its stdin closes first, "idle <Q>". T is the first reading that shows the work (an upper
-# bound). Q is when the brain surely had not done the work: the kernel adds a running
-# thread's time only at a tick or when it blocks, so a reading taken while a thread runs may
-# be short by up to a tick (a fast brain has answered, and the agent acted on the answer,
-# before its work shows). Q is therefore the start of the last reading below the threshold
-# during which no thread of the brain was running (none in state R, and the clock the same
-# after the states were read), else the moment before the base.
+# or its stdin closes. It prints "ready" once it has the base, then "worked <T> <Q> <B> <N>"
+# or, when its stdin closes first, "idle <Q> <B> <N>". T is the first reading that shows the
+# work (an upper bound). Q is when the brain surely had not done the work: the kernel adds a
+# running thread's time only at a tick or when it blocks, so a reading taken while a thread
+# runs may be short by up to a tick (a fast brain has answered, and the agent acted on the
+# answer, before its work shows). Q is therefore the start of the last reading below the
+# threshold during which no thread of the brain was running (none in state R, and the clock
+# the same after the states were read), else the moment before the base. B (the last reading
+# below the threshold, accounted or not) and N (how many readings) are for the evidence.
 SAMPLER = r"""
 import os, select, sys, time
 pid, need, nap = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-try:
-    os.nice(-10)  # woken promptly on a busy machine (root may raise its priority)
-except OSError:
-    pass
+try:  # woken at once on a busy machine: a reading delayed past the brain's start is lost
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+except (OSError, AttributeError):
+    try:
+        os.nice(-10)  # root may raise its priority
+    except OSError:
+        pass
 clock, tasks = ((~pid) << 3) | 2, f"/proc/{pid}/task"  # the process's CPUCLOCK_SCHED
 def running():
     for tid in os.listdir(tasks):
@@ -159,18 +164,21 @@ try:
 except OSError:
     sys.exit(1)
 print("ready", flush=True)
+below, readings = quiet, 0
 while True:
     try:
         t, ns, exact = settled()
     except OSError:
         sys.exit(1)
+    readings += 1
     if ns - base >= need:
-        print("worked", time.monotonic(), quiet, flush=True)
+        print("worked", time.monotonic(), quiet, below, readings, flush=True)
         sys.exit(0)
+    below = t
     if exact:
         quiet = t
     if select.select([sys.stdin], [], [], nap)[0]:
-        print("idle", quiet, flush=True)
+        print("idle", quiet, below, readings, flush=True)
         sys.exit(2)  # the task is answered: stop
 """
 
@@ -197,6 +205,8 @@ class Writer:
     brain_pid: int
     worked: float | None = None
     quiet: float | None = None
+    below: float | None = None
+    readings: int | None = None
     sampler_error: str | None = None
     _proc: subprocess.Popen[str] | None = None
 
@@ -223,10 +233,11 @@ class Writer:
             proc.kill()
             proc.wait()
             line = []
-        if len(line) == 3 and line[0] == "worked":
+        if len(line) == 5 and line[0] == "worked":
             self.worked, self.quiet = float(line[1]), float(line[2])
-        elif len(line) == 2 and line[0] == "idle":
-            self.quiet = float(line[1])
+            self.below, self.readings = float(line[3]), int(line[4])
+        elif len(line) == 4 and line[0] == "idle":
+            self.quiet, self.below, self.readings = float(line[1]), float(line[2]), int(line[3])
 
     def check(self, inner_path: str) -> dict[str, Any]:
         rec = self.record
@@ -260,6 +271,7 @@ class Writer:
         return {"passed": not problems, "problems": problems, "writers": writers,
                 "agent_pid": self.agent_pid, "brain_pid": self.brain_pid,
                 "brain_worked_t": worked, "brain_quiet_t": self.quiet,
+                "brain_below_t": self.below, "readings": self.readings,
                 "sampler_error": self.sampler_error}
 
 
