@@ -201,7 +201,10 @@ def test_disk_limit_kills_the_sandbox_and_counts_output(backend: str, tmp_path: 
     sb = make(backend, tmp_path, "b", disk_mb=5)
     sb.start()
     try:
-        sb.spawn(["bash", "-c", "head -c 300000000 /dev/zero; sleep 100"], stdout_path=log)
+        try:
+            sb.spawn(["bash", "-c", "head -c 300000000 /dev/zero; sleep 100"], stdout_path=log)
+        except SandboxError as exc:  # it hit the limit before spawn could say it started
+            assert "killed by disk limit of 5 MiB" in str(exc)
         assert until(lambda: sb.pids() == [], 10)
     finally:
         report = sb.teardown()

@@ -29,7 +29,11 @@ class InitChannel:
             try:
                 socket.send_fds(self.sock, [marshal.dumps(req)], fds or [])
                 msg, got, _flags, _addr = socket.recv_fds(self.sock, 1 << 20, 1)
-                reply = json.loads(msg or b"{}")
+                if not msg:  # init closed the channel: it is gone (a limit killed it, say)
+                    for fd in got:
+                        os.close(fd)
+                    raise ConnectionResetError("init closed its channel")
+                reply = json.loads(msg)
             except OSError as exc:
                 raise SandboxError(f"sandbox init is gone ({exc}); killed by "
                                    f"{self._why_gone() or 'unknown cause'}") from exc
