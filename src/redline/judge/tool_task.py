@@ -198,7 +198,8 @@ class Writer:
     process writes before it exists.
     A genuine agent asks its brain and only then opens a terminal, so its writer forks after
     `quiet` however late the sampler ran; a front end that writes first forks before it
-    whenever the sampler read the brain once between the write and the question."""
+    whenever the sampler read the brain once, with none of its threads running, between the
+    write and the question (it runs at real-time priority so that it does)."""
 
     record: KernelRecord
     agent_pid: int
